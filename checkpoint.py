@@ -1,0 +1,65 @@
+"""Checkpoints: written atomically, read as untrusted input (weights_only), rebuilt from their ModelConfig."""
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from model import ModelConfig, Net
+
+REQUIRED_KEYS = ("model", "model_config")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unreadable or not one of ours; the message says which and why."""
+
+
+def _write_atomically(path, write):
+    """Call WRITE(temporary path), then rename it onto PATH: a crash leaves the old file intact, never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)  # atomic on POSIX and Windows
+
+
+def save_checkpoint(path, model, **extra):
+    """Write {model, model_config, **extra} to PATH atomically."""
+    state = {"model": model.state_dict(), "model_config": asdict(model.config), **extra}
+    _write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+def write_json(path, data):
+    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a checkpoint with weights_only=True (no code runs from the file) and check it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with `python train.py` or pass --checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read ({reason[:200]}); "
+                              "is it a file written by train.py?") from e
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this repo (it lacks {' and '.join(REQUIRED_KEYS)})")
+    return ckpt
+
+
+def load_model(path, device="cpu"):
+    """Rebuild the model a checkpoint describes, load its weights, and return (model in eval mode, checkpoint)."""
+    ckpt = load_checkpoint(path)
+    try:
+        config = ModelConfig(**{**ckpt["model_config"], "channels": tuple(ckpt["model_config"]["channels"])})
+        model = Net(config)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, KeyError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not fit model.py ({reason[:200]}); retrain with `python train.py`") from e
+    return model.to(device).eval(), ckpt

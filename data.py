@@ -1,0 +1,100 @@
+"""MNIST in memory: load the IDX files the repo carries, split 50k/10k, augment whole batches."""
+import hashlib
+import math
+import zlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.datasets import MNIST
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import extract_archive
+
+# SHA256 of the decompressed IDX files: the same for our gzip copies and for the originals a download brings.
+IDX_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+VAL_SIZE = 10_000
+SPLIT_SEED = 12345  # fixed, and independent of --seed: every run validates on the same 10k images
+
+
+class DataError(Exception):
+    """A missing, truncated or corrupt dataset file; the message says which file and what to do."""
+
+
+def raw_folder(data_dir):
+    return Path(data_dir) / "MNIST" / "raw"  # torchvision's layout, so its downloader fills the same place
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ensure_idx_file(raw, name):
+    """Decompress NAME.gz beside it if needed, then check the IDX bytes against IDX_SHA256."""
+    path, gz = raw / name, raw / f"{name}.gz"
+    if not path.exists() and gz.exists():
+        try:
+            extract_archive(str(gz), str(raw))
+        except (OSError, EOFError, zlib.error) as e:
+            path.unlink(missing_ok=True)  # never leave a half-written IDX file behind
+            raise DataError(f"{gz} is truncated or corrupt ({e}); restore it with `git checkout -- {gz}`") from e
+    if not path.exists():
+        raise DataError(f"{path}(.gz) is missing; restore the repo's data/ folder with `git checkout -- data`")
+    if _sha256(path) != IDX_SHA256[name]:
+        hint = f"delete it and run again to re-extract it from {gz.name}" if gz.exists() else "delete it and restore data/"
+        raise DataError(f"{path} is truncated or corrupt (SHA256 mismatch); {hint}")
+    return path
+
+
+def _download(data_dir):
+    """Fallback when the repo's copy is absent: torchvision's downloader (mirrors are often unreachable)."""
+    try:
+        MNIST(str(data_dir), train=True, download=True)
+        MNIST(str(data_dir), train=False, download=True)
+    except Exception as e:  # noqa: BLE001 - any network or mirror failure means the same thing to the user
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"MNIST is not in {raw_folder(data_dir)} and downloading it failed ({first_line}); "
+                        f"copy the four IDX .gz files there") from e
+
+
+def load_mnist(data_dir="data", download=True):
+    """Return (train_images, train_labels, test_images, test_labels): uint8 (N, 28, 28) and int64 (N,)."""
+    raw = raw_folder(data_dir)
+    present = any((raw / n).exists() or (raw / f"{n}.gz").exists() for n in IDX_SHA256)
+    if not present and download:
+        _download(data_dir)
+    paths = {name: _ensure_idx_file(raw, name) for name in IDX_SHA256}
+    return (read_image_file(str(paths["train-images-idx3-ubyte"])), read_label_file(str(paths["train-labels-idx1-ubyte"])),
+            read_image_file(str(paths["t10k-images-idx3-ubyte"])), read_label_file(str(paths["t10k-labels-idx1-ubyte"])))
+
+
+def split_train_val(images, labels, val_size=VAL_SIZE):
+    """Split the 60k training set into train and validation by a permutation fixed by SPLIT_SEED."""
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+
+
+def to_float(images, device):
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1] on DEVICE; the model normalises by itself."""
+    return images.to(device).unsqueeze(1).float().div_(255)
+
+
+def random_affine(images, degrees=10.0, scale=0.1, shift=0.1):
+    """Rotate, scale and shift every image of a batch by its own random amount, in one grid_sample.
+
+    shift is a fraction of the half-width (0.1 = 1.4 pixels); the new border is black, like MNIST's.
+    """
+    n, device = images.shape[0], images.device
+    uniform = lambda *shape: torch.rand(*shape, device=device) * 2 - 1  # noqa: E731 - U(-1, 1)
+    angle = uniform(n) * math.radians(degrees)
+    zoom = 1 + uniform(n) * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    offset = uniform(n, 2) * shift
+    theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False)

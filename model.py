@@ -1,0 +1,47 @@
+"""The CNN: fewer than 20k parameters, BatchNorm, Dropout and Global Average Pooling."""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # over the 60k training images, scaled to [0, 1]
+
+
+@dataclass
+class ModelConfig:
+    """The model's shape; saved in every checkpoint so that a loader can rebuild the model."""
+    channels: tuple = (8, 16, 16, 32)  # widths of the conv layers: block 1, block 2, head conv
+    dropout: float = 0.05
+
+
+def conv_bn_relu(c_in, c_out, padding):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=padding, bias=False),  # BN makes the bias redundant
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class Net(nn.Module):
+    """Input: images (N, 1, 28, 28) in [0, 1] (normalised inside). Output: logits (N, 10), not log-probs.
+
+    28 -conv-> 26 -conv-> 24 -pool-> 12 -conv-> 10 -conv-> 8 -pool-> 4 -conv(pad 1)-> 4 -GAP-> 1 -linear-> 10
+    Unpadded convs shrink the maps early, where multiply-adds are dearest.
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        c1, c2, c3, c4 = config.channels
+        self.config = config
+        self.features = nn.Sequential(
+            conv_bn_relu(1, c1, 0), conv_bn_relu(c1, c2, 0), nn.MaxPool2d(2), nn.Dropout(config.dropout),
+            conv_bn_relu(c2, c3, 0), conv_bn_relu(c3, c3, 0), nn.MaxPool2d(2), nn.Dropout(config.dropout),
+            conv_bn_relu(c3, c4, 1),
+        )
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c4, 10)
+
+    def forward(self, x):
+        x = (x - MNIST_MEAN) / MNIST_STD
+        return self.classifier(self.gap(self.features(x)).flatten(1))
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

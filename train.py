@@ -1,0 +1,183 @@
+"""Train the MNIST CNN: Adam + ReduceLROnPlateau on 50k images; the 10k validation split decides everything;
+the official test set is scored once, at the end, on the checkpoint validation chose."""
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchsummary import summary
+from tqdm import tqdm
+
+from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
+from data import DataError, load_mnist, random_affine, split_train_val, to_float
+from model import ModelConfig, Net, count_parameters
+
+DRY_RUN_BATCHES = 3  # per phase: a smoke run for tests and CI
+EVAL_BATCH_SIZE = 1000  # no gradients, so big batches: fewer, more efficient kernel calls
+POSTFIX_EVERY = 50  # steps between progress-bar updates; each one waits for the device
+
+
+def positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=positive(int), default=15, help="training epochs")
+    p.add_argument("--batch-size", type=positive(int), default=128, help="training batch size")
+    p.add_argument("--lr", type=positive(float), default=0.01, help="Adam's initial learning rate")
+    p.add_argument("--lr-factor", type=positive(float), default=0.2, help="ReduceLROnPlateau: multiply the LR by this")
+    p.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau: epochs without a lower val loss first")
+    p.add_argument("--seed", type=int, default=1, help="seeds weights, batch order and augmentation")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: cuda, then mps, then cpu")
+    p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
+    p.add_argument("--out-dir", default=None, help="checkpoints and metrics.json (default: runs/<date>-<time>)")
+    p.add_argument("--dry-run", action="store_true", help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
+    args = p.parse_args(argv)
+    if not 0 < args.lr_factor < 1:
+        p.error(f"argument --lr-factor: must be between 0 and 1, got {args.lr_factor}")
+    if args.lr_patience < 0:
+        p.error(f"argument --lr-patience: must be >= 0, got {args.lr_patience}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("argument --device: cuda was asked for but CUDA is not available here; use --device auto or cpu")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        p.error("argument --device: mps was asked for but Apple MPS is not available here; use --device auto or cpu")
+    if args.out_dir is None:
+        args.out_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    return args
+
+
+def pick_device(name):
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def train_one_epoch(model, optimizer, images, labels, batch_size, desc):
+    """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
+    model.train()
+    order = torch.randperm(len(images), device=images.device)
+    loss_sum = torch.zeros((), device=images.device)  # accumulated on the device: no host sync per step
+    correct = torch.zeros((), dtype=torch.long, device=images.device)
+    seen = 0
+    bar = tqdm(range(0, len(images), batch_size), desc=desc, leave=False, disable=None)
+    for step, start in enumerate(bar, 1):
+        idx = order[start:start + batch_size]
+        x, y = random_affine(images[idx]), labels[idx]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(idx)
+        if not bar.disable and step % POSTFIX_EVERY == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
+    return loss_sum.item() / seen, 100 * correct.item() / seen
+
+
+@torch.inference_mode()
+def evaluate(model, images, labels, batch_size=EVAL_BATCH_SIZE):
+    """Mean cross-entropy and accuracy (%) of MODEL on IMAGES, in eval mode."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), dtype=torch.long, device=images.device)
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start:start + batch_size])
+        y = labels[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(images), 100 * correct.item() / len(images)
+
+
+def train(args):
+    """The whole recipe; returns the metrics it writes to OUT_DIR/metrics.json."""
+    started = time.perf_counter()
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)  # seeds the CPU, CUDA and MPS generators
+    device = pick_device(args.device)
+    out_dir = Path(args.out_dir)
+
+    train_images, train_labels, test_images, test_labels = load_mnist(args.data_dir)
+    (train_images, train_labels), (val_images, val_labels) = split_train_val(train_images, train_labels)
+    sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
+    if args.dry_run:
+        sizes = {"train": DRY_RUN_BATCHES * args.batch_size, "val": DRY_RUN_BATCHES * EVAL_BATCH_SIZE,
+                 "test": DRY_RUN_BATCHES * EVAL_BATCH_SIZE}
+        sets = {k: (x[:sizes[k]], y[:sizes[k]]) for k, (x, y) in sets.items()}
+    sets = {k: (to_float(x, device), y.to(device)) for k, (x, y) in sets.items()}  # the whole set lives on the device
+
+    model = Net(ModelConfig())
+    summary(model.eval(), (1, 28, 28), device="cpu")  # eval: the probe batch must not move BatchNorm's statistics
+    params = count_parameters(model)
+    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
+    threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
+    print(f"params: {params:,} | device: {device}{threads} | " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"train {len(sets['train'][0]):,} | val {len(sets['val'][0]):,} | test {len(sets['test'][0]):,} | out: {out_dir}")
+    model.to(device)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=args.lr_factor,
+                                                           patience=args.lr_patience)
+    history, best_key, best_epoch = [], None, None
+    for epoch in range(1, args.epochs + 1):
+        epoch_start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
+                                                desc=f"epoch {epoch}/{args.epochs}")
+        val_loss, val_acc = evaluate(model, *sets["val"])
+        scheduler.step(val_loss)  # validation loss, never the test set, drives the LR
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+               "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - epoch_start}
+        history.append(row)
+        print(f"epoch {epoch:2d} | lr {lr:.2e} | train loss {train_loss:.4f} acc {train_acc:6.2f}% | "
+              f"val loss {val_loss:.4f} acc {val_acc:6.2f}% | {row['seconds']:.1f}s", flush=True)
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                 "metrics": row}
+        if best_key is None or (val_acc, -val_loss) > best_key:  # ties on accuracy go to the lower loss
+            best_key, best_epoch = (val_acc, -val_loss), epoch
+            save_checkpoint(out_dir / "best.pt", model, **state)
+        save_checkpoint(out_dir / "last.pt", model, **state)
+
+    best_model, _ = load_model(out_dir / "best.pt", device)  # the test set sees only validation's choice, once
+    test_loss, test_acc = evaluate(best_model, *sets["test"])
+    total_seconds = time.perf_counter() - started
+    print(f"best epoch {best_epoch} (val acc {history[best_epoch - 1]['val_acc']:.2f}%) | "
+          f"test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all")
+    metrics = {"config": vars(args), "params": params, "device": str(device), "threads": torch.get_num_threads(),
+               "machine": platform.machine(), "versions": versions, "torch": versions["torch"],
+               "torchvision": versions["torchvision"], "history": history, "best_epoch": best_epoch,
+               "best_val_acc": history[best_epoch - 1]["val_acc"], "test_loss": test_loss, "test_acc": test_acc,
+               "total_seconds": total_seconds}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (DataError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(f"interrupted; the checkpoints saved so far are in {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
