@@ -1,0 +1,128 @@
+"""Report on a checkpoint: test accuracy, per-class accuracy, confusion matrix, and pictures of all three plus
+the training curves from the metrics.json beside the checkpoint. Makes no decision: it only reports."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+import torch
+
+matplotlib.use("Agg")  # files only, no window: works on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+
+from checkpoint import CheckpointError, load_model  # noqa: E402
+from data import DataError, load_mnist, to_float  # noqa: E402
+from predict import DEFAULT_CHECKPOINT  # noqa: E402
+
+MAX_SHOWN_ERRORS = 60
+
+
+@torch.inference_mode()
+def predict_labels(model, images, batch_size=2000):
+    """Predicted digit for each float image (N, 1, 28, 28)."""
+    return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+def confusion_matrix(true, pred, classes=10):
+    """counts[t, p]: how many images of digit t were predicted as p."""
+    return torch.bincount(true * classes + pred, minlength=classes * classes).view(classes, classes)
+
+
+def print_report(counts):
+    per_class = 100 * counts.diag() / counts.sum(1)
+    print(f"test accuracy: {100 * counts.diag().sum() / counts.sum():.2f}% ({counts.sum() - counts.diag().sum()} "
+          f"errors in {counts.sum()})")
+    print("per class: " + "  ".join(f"{d}: {a:.2f}%" for d, a in enumerate(per_class.tolist())))
+    print("confusion matrix (rows: true digit, columns: predicted)")
+    print("      " + "".join(f"{d:>6}" for d in range(10)))
+    for d, row in enumerate(counts.tolist()):
+        print(f"{d:>6}" + "".join(f"{n:>6}" for n in row))
+
+
+def plot_curves(history, best_epoch, path):
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy (%)")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train (augmented)")
+        ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="validation")
+        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"chosen by validation (epoch {best_epoch})")
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(97, 100)
+    axes[1].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(counts, path):
+    fig, ax = plt.subplots(figsize=(5.6, 5))
+    off_diagonal = counts.clone().fill_diagonal_(0)  # the diagonal would drown the errors' colours
+    ax.imshow(off_diagonal, cmap="Reds")
+    for t in range(10):
+        for p in range(10):
+            ax.text(p, t, int(counts[t, p]), ha="center", va="center", fontsize=8,
+                    color="black" if t != p else "green")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+           title="confusion matrix (test set; errors shaded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_errors(images, true, pred, path):
+    wrong = (true != pred).nonzero().flatten()[:MAX_SHOWN_ERRORS]
+    cols = 10
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong.tolist()):
+        ax.imshow(images[i, 0], cmap="gray")
+        ax.set_title(f"{true[i]} → {pred[i]}", fontsize=9, color="crimson")
+    fig.suptitle(f"misclassified test digits, true → predicted ({len(wrong)} of {int((true != pred).sum())} shown)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
+    p.add_argument("--metrics", help="metrics.json with the training history (default: beside the checkpoint)")
+    p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
+    p.add_argument("--out-dir", default="runs/evaluate", help="where the PNG pictures go")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    metrics_path = Path(args.metrics or Path(args.checkpoint).with_name("metrics.json"))
+    try:
+        model, _ = load_model(args.checkpoint)
+        _, _, test_images, test_labels = load_mnist(args.data_dir)
+    except (CheckpointError, DataError) as e:
+        sys.exit(f"error: {e}")
+    images = to_float(test_images, "cpu")
+    pred = predict_labels(model, images)
+    counts = confusion_matrix(test_labels, pred)
+    print_report(counts)
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_confusion(counts, out / "confusion_matrix.png")
+    plot_errors(images, test_labels, pred, out / "misclassified.png")
+    written = ["confusion_matrix.png", "misclassified.png"]
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        plot_curves(metrics["history"], metrics["best_epoch"], out / "training_curves.png")
+        written.append("training_curves.png")
+    else:
+        print(f"no {metrics_path}: training curves skipped (pass --metrics)")
+    print(f"wrote {', '.join(str(out / w) for w in written)}")
+
+
+if __name__ == "__main__":
+    main()

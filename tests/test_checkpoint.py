@@ -1,0 +1,75 @@
+import shutil
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from checkpoint import CheckpointError, load_model, save_checkpoint
+from model import ModelConfig, Net
+
+
+class Payload:
+    """Stands for any object whose unpickling could run code."""
+
+
+class CheckpointTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.dir)
+        torch.manual_seed(0)
+        self.model = Net(ModelConfig(channels=(4, 8, 8, 16))).eval()
+        self.path = self.dir / "best.pt"
+
+    def test_round_trip_rebuilds_the_same_model(self):
+        save_checkpoint(self.path, self.model, epoch=3)
+        loaded, ckpt = load_model(self.path)
+        self.assertEqual(loaded.config, self.model.config)
+        self.assertEqual(ckpt["epoch"], 3)
+        x = torch.rand(4, 1, 28, 28)
+        torch.testing.assert_close(loaded(x), self.model(x))
+
+    def test_failed_write_keeps_the_old_checkpoint(self):
+        save_checkpoint(self.path, self.model, epoch=1)
+        before = self.path.read_bytes()
+        with mock.patch("torch.save", side_effect=OSError("disk full")), self.assertRaises(OSError):
+            save_checkpoint(self.path, self.model, epoch=2)
+        self.assertEqual(self.path.read_bytes(), before)
+
+    def test_missing_file(self):
+        with self.assertRaisesRegex(CheckpointError, "does not exist"):
+            load_model(self.dir / "nope.pt")
+
+    def test_garbage_file(self):
+        self.path.write_bytes(b"this is not a checkpoint")
+        with self.assertRaisesRegex(CheckpointError, "cannot be read"):
+            load_model(self.path)
+
+    def test_truncated_file(self):
+        save_checkpoint(self.path, self.model)
+        self.path.write_bytes(self.path.read_bytes()[:500])
+        with self.assertRaisesRegex(CheckpointError, "cannot be read"):
+            load_model(self.path)
+
+    def test_code_in_a_checkpoint_is_refused(self):  # weights_only: unpickling arbitrary objects is refused
+        torch.save({"model": Payload(), "model_config": {}}, self.path)
+        with self.assertRaisesRegex(CheckpointError, "cannot be read"):
+            load_model(self.path)
+
+    def test_foreign_checkpoint(self):
+        torch.save(self.model.state_dict(), self.path)  # a bare state_dict: no config to rebuild from
+        with self.assertRaisesRegex(CheckpointError, "not a checkpoint of this repo"):
+            load_model(self.path)
+
+    def test_checkpoint_that_does_not_fit(self):
+        save_checkpoint(self.path, self.model)
+        ckpt = torch.load(self.path, weights_only=True)
+        ckpt["model_config"]["channels"] = [8, 8, 8, 8]
+        torch.save(ckpt, self.path)
+        with self.assertRaisesRegex(CheckpointError, "does not fit model.py"):
+            load_model(self.path)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,108 @@
+import gzip
+import shutil
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+
+from data import DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val
+
+REPO_RAW = raw_folder(Path(__file__).resolve().parent.parent / "data")
+
+
+def copy_gz_files(data_dir):
+    raw = raw_folder(data_dir)
+    raw.mkdir(parents=True)
+    for name in IDX_SHA256:
+        shutil.copy(REPO_RAW / f"{name}.gz", raw / f"{name}.gz")
+    return raw
+
+
+class LoadMnistTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.train_images, cls.train_labels, cls.test_images, cls.test_labels = load_mnist(REPO_RAW.parent.parent)
+
+    def test_shapes_and_types(self):
+        self.assertEqual(tuple(self.train_images.shape), (60000, 28, 28))
+        self.assertEqual(tuple(self.test_images.shape), (10000, 28, 28))
+        self.assertEqual(self.train_images.dtype, torch.uint8)
+        self.assertEqual(self.test_labels.dtype, torch.int64)
+
+    def test_it_is_the_real_mnist(self):  # facts from the dataset's README
+        self.assertEqual(self.test_labels[:10].tolist(), [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
+        self.assertEqual(torch.bincount(self.train_labels).tolist(),
+                         [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+        self.assertAlmostEqual(self.train_images.float().div(255).mean().item(), 0.1307, places=4)
+
+    def test_split_is_50k_10k_disjoint_and_fixed(self):
+        index = torch.arange(60000)
+        torch.manual_seed(1)
+        (train_a, _), (val_a, _) = split_train_val(index, self.train_labels)
+        torch.manual_seed(2)  # the training seed must not move the split
+        (train_b, _), (val_b, _) = split_train_val(index, self.train_labels)
+        self.assertEqual((len(train_a), len(val_a), len(self.test_images)), (50000, 10000, 10000))
+        self.assertEqual(len(set(train_a.tolist()) & set(val_a.tolist())), 0)
+        self.assertEqual(len(set(train_a.tolist()) | set(val_a.tolist())), 60000)
+        self.assertTrue(torch.equal(val_a, val_b) and torch.equal(train_a, train_b))
+
+    def test_split_keeps_images_with_their_labels(self):
+        (images, labels), _ = split_train_val(self.train_images, self.train_labels)
+        first = (self.train_images == images[0]).flatten(1).all(1).nonzero()[0, 0]
+        self.assertEqual(self.train_labels[first], labels[0])
+
+
+class DataErrorTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.dir)
+
+    def test_missing_files_name_the_file(self):
+        with self.assertRaisesRegex(DataError, r"train-images-idx3-ubyte.*missing"):
+            load_mnist(self.dir, download=False)
+
+    def test_truncated_gz_names_the_file_and_leaves_nothing_half_written(self):
+        raw = copy_gz_files(self.dir)
+        gz = raw / "t10k-images-idx3-ubyte.gz"
+        gz.write_bytes(gz.read_bytes()[:100_000])
+        with self.assertRaisesRegex(DataError, r"t10k-images-idx3-ubyte\.gz is truncated or corrupt"):
+            load_mnist(self.dir, download=False)
+        self.assertFalse((raw / "t10k-images-idx3-ubyte").exists())
+
+    def test_corrupt_idx_file_fails_its_checksum(self):
+        raw = copy_gz_files(self.dir)
+        (raw / "train-labels-idx1-ubyte").write_bytes(gzip.compress(b"not mnist"))
+        with self.assertRaisesRegex(DataError, r"train-labels-idx1-ubyte is truncated or corrupt \(SHA256"):
+            load_mnist(self.dir, download=False)
+
+    def test_gz_copy_loads(self):
+        copy_gz_files(self.dir)
+        self.assertEqual(len(load_mnist(self.dir, download=False)[3]), 10000)
+
+
+class RandomAffineTest(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.images = torch.zeros(8, 1, 28, 28)
+        self.images[:, :, 8:20, 12:16] = 1.0  # the same bar in every image
+
+    def test_zero_strength_is_identity(self):
+        out = random_affine(self.images, degrees=0, scale=0, shift=0)
+        torch.testing.assert_close(out, self.images, atol=1e-5, rtol=0)
+
+    def test_each_image_gets_its_own_transform(self):
+        out = random_affine(self.images)
+        self.assertEqual(out.shape, self.images.shape)
+        self.assertFalse(torch.allclose(out[0], out[1]))
+        self.assertGreaterEqual(out.min().item(), 0.0)
+        self.assertLessEqual(out.max().item(), 1.0 + 1e-6)
+
+    def test_transform_is_small(self):  # light augmentation: the digit stays mostly where it was
+        out = random_affine(self.images)
+        overlap = (out * self.images).sum((1, 2, 3)) / self.images.sum((1, 2, 3))
+        self.assertTrue((overlap > 0.5).all(), overlap)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,63 @@
+import contextlib
+import io
+import json
+import re
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+
+import evaluate
+from checkpoint import load_model
+from data import load_mnist, to_float
+from predict import DEFAULT_CHECKPOINT
+
+REPO = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class ConfusionMatrixTest(unittest.TestCase):
+    def test_counts(self):
+        true, pred = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([0, 1, 1, 2, 2, 0])
+        counts = evaluate.confusion_matrix(true, pred, classes=3)
+        self.assertEqual(counts.tolist(), [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+
+
+class ShippedCheckpointTest(unittest.TestCase):
+    """The checkpoint in the repo loads into today's model.py and scores what its metrics.json claims."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model, cls.ckpt = load_model(DEFAULT_CHECKPOINT)
+        _, _, images, cls.labels = load_mnist(REPO / "data")
+        cls.images = to_float(images, "cpu")
+        cls.metrics = json.loads(DEFAULT_CHECKPOINT.with_name("metrics.json").read_text())
+
+    def test_scores_at_least_99_4_on_the_real_test_set(self):
+        acc = 100 * (evaluate.predict_labels(self.model, self.images) == self.labels).float().mean().item()
+        self.assertGreaterEqual(acc, 99.4)
+        self.assertAlmostEqual(acc, self.metrics["test_acc"], places=2)
+
+    def test_is_the_best_by_validation_of_its_run(self):
+        self.assertEqual(self.ckpt["epoch"], self.metrics["best_epoch"])
+        self.assertEqual(self.ckpt["metrics"]["val_acc"], self.metrics["best_val_acc"])
+
+    def test_report_and_pictures(self):
+        with tempfile.TemporaryDirectory() as out:
+            stdout = io.StringIO()
+            with contextlib.redirect_stdout(stdout):
+                evaluate.main(["--out-dir", out])
+            for name in ("training_curves.png", "confusion_matrix.png", "misclassified.png"):
+                data = (Path(out) / name).read_bytes()
+                self.assertTrue(data.startswith(PNG_MAGIC) and len(data) > 5000, name)
+        report = stdout.getvalue()
+        self.assertIn(f"test accuracy: {self.metrics['test_acc']:.2f}%", report)
+        self.assertIn("per class: 0:", report)
+        matrix_rows = [line for line in report.splitlines() if re.fullmatch(r"\s*\d(\s+\d+){10}", line)]
+        self.assertEqual(len(matrix_rows), 10)
+        self.assertEqual(sum(int(n) for row in matrix_rows for n in row.split()[1:]), 10000)
+
+
+if __name__ == "__main__":
+    unittest.main()

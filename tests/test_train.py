@@ -1,0 +1,134 @@
+import contextlib
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import torch
+
+import train
+from checkpoint import load_checkpoint, load_model
+from data import load_mnist
+
+REPO = Path(__file__).resolve().parent.parent
+HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+METRICS_KEYS = {"config", "params", "device", "torch", "torchvision", "history", "best_epoch", "test_loss",
+                "test_acc", "total_seconds"}
+
+
+def quiet_train(argv):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return train.train(train.parse_args(argv))
+
+
+class ArgumentTest(unittest.TestCase):
+    def assert_rejected(self, argv, message):
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), self.assertRaises(SystemExit) as cm:
+            train.parse_args(argv)
+        self.assertEqual(cm.exception.code, 2)
+        self.assertIn(message, stderr.getvalue())
+
+    def test_bad_values_are_rejected(self):
+        self.assert_rejected(["--epochs", "0"], "--epochs: must be > 0")
+        self.assert_rejected(["--epochs", "-3"], "--epochs: must be > 0")
+        self.assert_rejected(["--lr", "0"], "--lr: must be > 0")
+        self.assert_rejected(["--lr", "-0.1"], "--lr: must be > 0")
+        self.assert_rejected(["--batch-size", "0"], "--batch-size: must be > 0")
+        self.assert_rejected(["--batch-size", "many"], "--batch-size: invalid")
+        self.assert_rejected(["--device", "tpu"], "--device: invalid choice")
+        self.assert_rejected(["--lr-factor", "1.5"], "--lr-factor: must be between 0 and 1")
+
+    @unittest.skipIf(torch.cuda.is_available(), "this machine has CUDA")
+    def test_cuda_asked_for_but_absent(self):
+        self.assert_rejected(["--device", "cuda"], "CUDA is not available")
+
+    def test_defaults_meet_the_spec(self):
+        args = train.parse_args([])
+        self.assertLess(args.epochs, 20)
+        self.assertEqual(args.batch_size, 256)
+        self.assertEqual(args.device, "auto")
+        self.assertTrue(args.out_dir.startswith("runs"))
+
+    def test_help_shows_defaults(self):
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout), self.assertRaises(SystemExit):
+            train.parse_args(["--help"])
+        self.assertIn("(default: 256)", stdout.getvalue())
+
+
+class DryRunTest(unittest.TestCase):
+    """A real end-to-end run of train.py, as a user starts it, on a few batches of each phase."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = Path(tempfile.mkdtemp())
+        cls.proc = subprocess.run([sys.executable, "train.py", "--dry-run", "--epochs", "3", "--device", "cpu",
+                                   "--out-dir", str(cls.dir)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        cls.metrics = json.loads((cls.dir / "metrics.json").read_text()) if cls.proc.returncode == 0 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir)
+
+    def test_exits_cleanly_and_prints_what_it_promises(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+        out = self.proc.stdout
+        for text in ("Total params", "params:", "device: cpu", "torch ", "epoch  1 | lr", "val loss", "test acc"):
+            self.assertIn(text, out)
+
+    def test_metrics_json_has_the_fields(self):
+        self.assertLessEqual(METRICS_KEYS, set(self.metrics))
+        self.assertEqual(len(self.metrics["history"]), 3)
+        for row in self.metrics["history"]:
+            self.assertLessEqual(HISTORY_KEYS, set(row))
+        self.assertTrue(0 <= self.metrics["test_acc"] <= 100 and math.isfinite(self.metrics["test_loss"]))
+        self.assertEqual(self.metrics["config"]["seed"], 1)
+
+    def test_validation_picks_the_checkpoint(self):
+        history = self.metrics["history"]
+        best = max(history, key=lambda r: (r["val_acc"], -r["val_loss"]))
+        self.assertEqual(self.metrics["best_epoch"], best["epoch"])
+        self.assertEqual(load_checkpoint(self.dir / "best.pt")["epoch"], best["epoch"])
+        self.assertEqual(load_checkpoint(self.dir / "last.pt")["epoch"], 3)
+
+    def test_best_checkpoint_reloads_and_reproduces_the_test_score(self):
+        ckpt = load_checkpoint(self.dir / "last.pt")
+        self.assertLessEqual({"optimizer", "scheduler", "epoch", "metrics"}, set(ckpt))
+        model, _ = load_model(self.dir / "best.pt")
+        _, _, test_images, test_labels = load_mnist(REPO / "data")
+        n = train.DRY_RUN_BATCHES * train.EVAL_BATCH_SIZE
+        loss, acc = train.evaluate(model, test_images[:n].unsqueeze(1).float() / 255, test_labels[:n])
+        self.assertAlmostEqual(acc, self.metrics["test_acc"], places=6)
+        self.assertAlmostEqual(loss, self.metrics["test_loss"], places=4)
+
+    def test_bad_data_gives_one_line_and_no_traceback(self):
+        bad = self.dir / "bad_data" / "MNIST" / "raw"
+        bad.mkdir(parents=True)
+        (bad / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b truncated")
+        proc = subprocess.run([sys.executable, "train.py", "--dry-run", "--data-dir", str(self.dir / "bad_data"),
+                               "--out-dir", str(self.dir / "bad_run")], cwd=REPO, capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 1)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertRegex(proc.stderr.strip(), r"^error: .*train-images-idx3-ubyte\.gz is truncated or corrupt[^\n]*$")
+
+
+class ReproducibilityTest(unittest.TestCase):
+    def run_once(self, seed):
+        with tempfile.TemporaryDirectory() as out:
+            metrics = quiet_train(["--dry-run", "--epochs", "2", "--device", "cpu", "--seed", str(seed), "--out-dir", out])
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in metrics["history"]], metrics["test_acc"]
+
+    def test_same_seed_same_metrics_other_seed_other_metrics(self):
+        first, second, other = self.run_once(7), self.run_once(7), self.run_once(8)
+        self.assertEqual(first, second)
+        self.assertNotEqual(first, other)
+
+
+if __name__ == "__main__":
+    unittest.main()
