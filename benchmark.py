@@ -2,7 +2,6 @@
 conventional torchvision Dataset + PIL transforms + DataLoader pipeline against ours, and inference speed."""
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -47,7 +46,8 @@ def conventional_epoch_seconds(data_dir, batch_size, workers, max_batches=None):
     """One training epoch the usual way: torchvision MNIST, per-sample PIL RandomRotation, DataLoader."""
     dataset = torchvision.datasets.MNIST(data_dir, train=True, transform=transforms.Compose(
         [transforms.RandomRotation(10), transforms.ToTensor()]))
-    train_subset = torch.utils.data.Subset(dataset, split_train_val(torch.arange(len(dataset)), dataset.targets)[0][0])
+    (train_index, _), _ = split_train_val(torch.arange(len(dataset)), dataset.targets)  # the same 50k as ours
+    train_subset = torch.utils.data.Subset(dataset, train_index)
     loader = torch.utils.data.DataLoader(train_subset, batch_size=batch_size, shuffle=True, num_workers=workers)
     model = Net(ModelConfig())
     optimizer = torch.optim.Adam(model.parameters())
@@ -70,7 +70,8 @@ def our_epoch_seconds(data_dir, args):
     model = Net(ModelConfig()).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     start = time.perf_counter()
-    train.train_one_epoch(model, optimizer, to_float(images, "cpu"), labels, args.batch_size, "ours", bf16=train.use_bf16(args.precision, torch.device("cpu")))
+    bf16 = train.use_bf16(args.precision, torch.device("cpu"))
+    train.train_one_epoch(model, optimizer, to_float(images, "cpu"), labels, args.batch_size, "ours", bf16=bf16)
     return time.perf_counter() - start
 
 

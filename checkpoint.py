@@ -20,8 +20,12 @@ def _write_atomically(path, write):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)  # atomic on POSIX and Windows
+    try:
+        write(tmp)
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(path, model, **extra):
@@ -38,7 +42,8 @@ def load_checkpoint(path, map_location="cpu"):
     """Read a checkpoint with weights_only=True (no code runs from the file) and check it is one of ours."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with `python train.py` or pass --checkpoint")
+        raise CheckpointError(f"checkpoint {path} does not exist; "
+                              "train one with `python train.py` or pass --checkpoint")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - untrusted bytes can break the unpickler in any way; all mean the same
@@ -46,7 +51,8 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"checkpoint {path} cannot be read ({reason[:200]}); "
                               "is it a file written by train.py?") from e
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
-        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this repo (it lacks {' and '.join(REQUIRED_KEYS)})")
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this repo "
+                              f"(it lacks {' and '.join(REQUIRED_KEYS)})")
     return ckpt
 
 
@@ -59,5 +65,6 @@ def load_model(path, device="cpu"):
         model.load_state_dict(ckpt["model"])
     except (TypeError, KeyError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit model.py ({reason[:200]}); retrain with `python train.py`") from e
+        raise CheckpointError(f"checkpoint {path} does not fit model.py ({reason[:200]}); "
+                              "retrain with `python train.py`") from e
     return model.to(device).eval(), ckpt

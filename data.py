@@ -45,7 +45,7 @@ def _ensure_idx_file(raw, name):
     if not path.exists():
         raise DataError(f"{path}(.gz) is missing; restore the repo's data/ folder with `git checkout -- data`")
     if _sha256(path) != IDX_SHA256[name]:
-        hint = f"delete it and run again to re-extract it from {gz.name}" if gz.exists() else "delete it and restore data/"
+        hint = f"delete it and run again to re-extract it from {gz.name}" if gz.exists() else "restore data/"
         raise DataError(f"{path} is truncated or corrupt (SHA256 mismatch); {hint}")
     return path
 
@@ -68,8 +68,10 @@ def load_mnist(data_dir="data", download=True):
     if not present and download:
         _download(data_dir)
     paths = {name: _ensure_idx_file(raw, name) for name in IDX_SHA256}
-    return (read_image_file(str(paths["train-images-idx3-ubyte"])), read_label_file(str(paths["train-labels-idx1-ubyte"])),
-            read_image_file(str(paths["t10k-images-idx3-ubyte"])), read_label_file(str(paths["t10k-labels-idx1-ubyte"])))
+    return (read_image_file(str(paths["train-images-idx3-ubyte"])),
+            read_label_file(str(paths["train-labels-idx1-ubyte"])),
+            read_image_file(str(paths["t10k-images-idx3-ubyte"])),
+            read_label_file(str(paths["t10k-labels-idx1-ubyte"])))
 
 
 def split_train_val(images, labels, val_size=VAL_SIZE):

@@ -44,7 +44,7 @@ def plot_curves(history, best_epoch, path):
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy (%)")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train (augmented)")
+        ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train (augmented, smoothed labels)")
         ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="validation")
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"chosen by validation (epoch {best_epoch})")
         ax.set(xlabel="epoch", ylabel=label)

@@ -1,7 +1,6 @@
 """Train the MNIST CNN: Adam + ReduceLROnPlateau on 50k images; the 10k validation split decides everything;
 the official test set is scored once, at the end, on the checkpoint validation chose."""
 import argparse
-import json
 import platform
 import random
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchsummary import summary
 from tqdm import tqdm
 
@@ -37,20 +37,32 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=positive(int), default=15, help="training epochs")
     p.add_argument("--batch-size", type=positive(int), default=256, help="training batch size")
     p.add_argument("--lr", type=positive(float), default=0.01, help="Adam's initial learning rate")
-    p.add_argument("--lr-factor", type=positive(float), default=0.3, help="ReduceLROnPlateau: multiply the LR by this")
-    p.add_argument("--lr-patience", type=int, default=0, help="ReduceLROnPlateau: epochs without a lower val loss first")
+    p.add_argument("--lr-factor", type=positive(float), default=0.3,
+                   help="ReduceLROnPlateau: multiply the LR by this")
+    p.add_argument("--lr-patience", type=int, default=1,
+                   help="ReduceLROnPlateau: epochs without a lower val loss before it cuts the LR")
+    p.add_argument("--ema", type=float, default=0.995,
+                   help="decay of the moving average of the weights that validation scores and checkpoints keep "
+                        "(0: off, use the raw weights)")
+    p.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="of the training loss (validation and test losses are plain cross-entropy)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="of the training steps (evaluation is always fp32); auto: bf16 on CUDA and on CPUs "
                         "with native bf16 (AVX512-BF16/AMX), else fp32")
     p.add_argument("--seed", type=int, default=1, help="seeds weights, batch order and augmentation")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: cuda, then mps, then cpu")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="auto: cuda, then mps, then cpu")
     p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default=str(Path("runs") / time.strftime("%Y%m%d-%H%M%S")),
                    help="checkpoints and metrics.json")
-    p.add_argument("--dry-run", action="store_true", help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
+    p.add_argument("--dry-run", action="store_true",
+                   help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
     args = p.parse_args(argv)
     if not 0 < args.lr_factor < 1:
         p.error(f"argument --lr-factor: must be between 0 and 1, got {args.lr_factor}")
+    for name in ("ema", "label_smoothing"):
+        if not 0 <= getattr(args, name) < 1:
+            p.error(f"argument --{name.replace('_', '-')}: must be in [0, 1), got {getattr(args, name)}")
     if args.lr_patience < 0:
         p.error(f"argument --lr-patience: must be >= 0, got {args.lr_patience}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -76,10 +88,15 @@ def use_bf16(precision, device):
         return precision == "bf16"
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # AVX512-BF16 or AMX: what oneDNN runs natively
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
 
 
-def train_one_epoch(model, optimizer, images, labels, batch_size, desc, bf16=False):
+def train_one_epoch(model, optimizer, images, labels, batch_size, desc, bf16=False, label_smoothing=0.0, ema=None):
     """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
     model.train()
     order = torch.randperm(len(images), device=images.device)
@@ -92,10 +109,12 @@ def train_one_epoch(model, optimizer, images, labels, batch_size, desc, bf16=Fal
         x, y = random_affine(images[idx]), labels[idx]
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == y).sum()
         seen += len(idx)
@@ -118,6 +137,18 @@ def evaluate(model, images, labels, batch_size=EVAL_BATCH_SIZE):
     return loss_sum.item() / len(images), 100 * correct.item() / len(images)
 
 
+def load_sets(data_dir, device, dry_run_batch_size=None):
+    """{"train", "val", "test"}: (images, labels), each whole set on DEVICE; a few batches each for a dry run."""
+    train_images, train_labels, test_images, test_labels = load_mnist(data_dir)
+    (train_images, train_labels), (val_images, val_labels) = split_train_val(train_images, train_labels)
+    sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
+    if dry_run_batch_size:
+        sizes = {"train": DRY_RUN_BATCHES * dry_run_batch_size, "val": DRY_RUN_BATCHES * EVAL_BATCH_SIZE,
+                 "test": DRY_RUN_BATCHES * EVAL_BATCH_SIZE}
+        sets = {k: (x[:sizes[k]], y[:sizes[k]]) for k, (x, y) in sets.items()}
+    return {k: (to_float(x, device), y.to(device)) for k, (x, y) in sets.items()}
+
+
 def train(args):
     """The whole recipe; returns the metrics it writes to OUT_DIR/metrics.json."""
     started = time.perf_counter()
@@ -126,35 +157,31 @@ def train(args):
     device = pick_device(args.device)
     out_dir = Path(args.out_dir)
 
-    train_images, train_labels, test_images, test_labels = load_mnist(args.data_dir)
-    (train_images, train_labels), (val_images, val_labels) = split_train_val(train_images, train_labels)
-    sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
-    if args.dry_run:
-        sizes = {"train": DRY_RUN_BATCHES * args.batch_size, "val": DRY_RUN_BATCHES * EVAL_BATCH_SIZE,
-                 "test": DRY_RUN_BATCHES * EVAL_BATCH_SIZE}
-        sets = {k: (x[:sizes[k]], y[:sizes[k]]) for k, (x, y) in sets.items()}
-    sets = {k: (to_float(x, device), y.to(device)) for k, (x, y) in sets.items()}  # the whole set lives on the device
-
+    sets = load_sets(args.data_dir, device, args.batch_size if args.dry_run else None)
     model = Net(ModelConfig())
     summary(model.eval(), (1, 28, 28), device="cpu")  # eval: the probe batch must not move BatchNorm's statistics
     params = count_parameters(model)
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
     bf16 = use_bf16(args.precision, device)
     threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
-    print(f"params: {params:,} | device: {device}{threads} | {'bf16' if bf16 else 'fp32'} training | " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"train {len(sets['train'][0]):,} | val {len(sets['val'][0]):,} | test {len(sets['test'][0]):,} | out: {out_dir}")
+    print(f"params: {params:,} | device: {device}{threads} | {'bf16' if bf16 else 'fp32'} training | "
+          + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(" | ".join(f"{name} {len(images):,}" for name, (images, _) in sets.items()) + f" | out: {out_dir}")
     model.to(device, memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU (oneDNN) and GPU
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=args.lr_factor,
                                                            patience=args.lr_patience)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
     history, best_key, best_epoch = [], None, None
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
-                                                desc=f"epoch {epoch}/{args.epochs}", bf16=bf16)
-        val_loss, val_acc = evaluate(model, *sets["val"])
+                                                desc=f"epoch {epoch}/{args.epochs}", bf16=bf16,
+                                                label_smoothing=args.label_smoothing, ema=ema)
+        scored = ema.module if ema is not None else model
+        val_loss, val_acc = evaluate(scored, *sets["val"])
         scheduler.step(val_loss)  # validation loss, never the test set, drives the LR
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - epoch_start}
@@ -165,17 +192,17 @@ def train(args):
                  "metrics": row}
         if best_key is None or (val_acc, -val_loss) > best_key:  # ties on accuracy go to the lower loss
             best_key, best_epoch = (val_acc, -val_loss), epoch
-            save_checkpoint(out_dir / "best.pt", model, **state)
-        save_checkpoint(out_dir / "last.pt", model, **state)
+            save_checkpoint(out_dir / "best.pt", scored, **state)
+        save_checkpoint(out_dir / "last.pt", scored, **state)
 
     best_model, _ = load_model(out_dir / "best.pt", device)  # the test set sees only validation's choice, once
     test_loss, test_acc = evaluate(best_model, *sets["test"])
     total_seconds = time.perf_counter() - started
     print(f"best epoch {best_epoch} (val acc {history[best_epoch - 1]['val_acc']:.2f}%) | "
           f"test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all")
-    metrics = {"config": vars(args), "params": params, "device": str(device), "bf16": bf16, "threads": torch.get_num_threads(),
-               "machine": platform.machine(), "versions": versions, "torch": versions["torch"],
-               "torchvision": versions["torchvision"], "history": history, "best_epoch": best_epoch,
+    metrics = {"config": vars(args), "params": params, "device": str(device), "bf16": bf16,
+               "threads": torch.get_num_threads(), "machine": platform.machine(), **versions,
+               "history": history, "best_epoch": best_epoch,
                "best_val_acc": history[best_epoch - 1]["val_acc"], "test_loss": test_loss, "test_acc": test_acc,
                "total_seconds": total_seconds}
     write_json(out_dir / "metrics.json", metrics)
@@ -187,6 +214,8 @@ def main(argv=None):
     try:
         train(args)
     except (DataError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:  # e.g. --out-dir not writable, disk full: what was saved before stays intact
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         sys.exit(f"interrupted; the checkpoints saved so far are in {args.out_dir}")

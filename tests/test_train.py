@@ -43,6 +43,8 @@ class ArgumentTest(unittest.TestCase):
         self.assert_rejected(["--batch-size", "many"], "--batch-size: invalid")
         self.assert_rejected(["--device", "tpu"], "--device: invalid choice")
         self.assert_rejected(["--lr-factor", "1.5"], "--lr-factor: must be between 0 and 1")
+        self.assert_rejected(["--ema", "1"], "--ema: must be in [0, 1)")
+        self.assert_rejected(["--label-smoothing", "-0.1"], "--label-smoothing: must be in [0, 1)")
 
     @unittest.skipIf(torch.cuda.is_available(), "this machine has CUDA")
     def test_cuda_asked_for_but_absent(self):
@@ -121,7 +123,8 @@ class DryRunTest(unittest.TestCase):
 class ReproducibilityTest(unittest.TestCase):
     def run_once(self, seed):
         with tempfile.TemporaryDirectory() as out:
-            metrics = quiet_train(["--dry-run", "--epochs", "2", "--device", "cpu", "--seed", str(seed), "--out-dir", out])
+            metrics = quiet_train(["--dry-run", "--epochs", "2", "--device", "cpu", "--seed", str(seed),
+                                   "--out-dir", out])
         return [{k: v for k, v in row.items() if k != "seconds"} for row in metrics["history"]], metrics["test_acc"]
 
     def test_same_seed_same_metrics_other_seed_other_metrics(self):
