@@ -1,6 +1,8 @@
 """MNIST in memory: load the IDX files the repo carries, split 50k/10k, augment whole batches."""
 import hashlib
 import math
+import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -37,11 +39,12 @@ def _ensure_idx_file(raw, name):
     """Decompress NAME.gz beside it if needed, then check the IDX bytes against IDX_SHA256."""
     path, gz = raw / name, raw / f"{name}.gz"
     if not path.exists() and gz.exists():
-        try:
-            extract_archive(str(gz), str(raw))
-        except (OSError, EOFError, zlib.error) as e:
-            path.unlink(missing_ok=True)  # never leave a half-written IDX file behind
-            raise DataError(f"{gz} is truncated or corrupt ({e}); restore it with `git checkout -- {gz}`") from e
+        with tempfile.TemporaryDirectory(dir=raw) as tmp:  # extract beside, then rename: never half a file
+            try:
+                extract_archive(str(gz), tmp)
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{gz} is truncated or corrupt ({e}); restore it with `git checkout -- {gz}`") from e
+            os.replace(Path(tmp) / name, path)
     if not path.exists():
         raise DataError(f"{path}(.gz) is missing; restore the repo's data/ folder with `git checkout -- data`")
     if _sha256(path) != IDX_SHA256[name]:

@@ -63,8 +63,9 @@ def plot_confusion(counts, path):
     ax.imshow(off_diagonal, cmap="Reds")
     for t in range(10):
         for p in range(10):
+            dark = off_diagonal[t, p] > off_diagonal.max() / 2  # white text on the darkest cells
             ax.text(p, t, int(counts[t, p]), ha="center", va="center", fontsize=8,
-                    color="black" if t != p else "green")
+                    color="green" if t == p else "white" if dark else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
            title="confusion matrix (test set; errors shaded)")
     fig.tight_layout()

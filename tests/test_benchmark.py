@@ -25,6 +25,20 @@ class SummaryTest(unittest.TestCase):
         self.assertEqual(s["total_seconds_max"], 6)
 
 
+class MarkdownTest(unittest.TestCase):
+    def test_table_shows_each_seed_the_summary_and_the_speed_ratios(self):
+        runs = [fake_run(99.4, [2, 4]), fake_run(99.6, [3, 3])]
+        speed = {"conventional_s": {0: 20.0, 2: 10.0}, "ours_s": 4.0, "inference_images_per_s": 12345.0}
+        machine = {"cpu": "CPU", "threads": 2, "torch": "t", "torchvision": "tv", "python": "3"}
+        table = benchmark.markdown(benchmark.summarise(runs), runs, [7, 8], speed, machine, "python benchmark.py")
+        self.assertIn("| 7 | 99.40 |", table)
+        self.assertIn("| 8 | 99.60 |", table)
+        self.assertIn("mean 99.50%, min 99.40%, max 99.60%", table)
+        self.assertIn("0 workers, batch 128, float32 | 20.0 | 5.0x |", table)
+        self.assertIn("2 workers, batch 128, float32 | 10.0 | 2.5x |", table)
+        self.assertIn("12,345 test images per second", table)
+
+
 class BenchmarkRunTest(unittest.TestCase):
     def test_dry_run_end_to_end_writes_the_table(self):
         with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()) as stdout:
