@@ -60,7 +60,7 @@ def plot_curves(history, best_epoch, path):
 def plot_confusion(counts, path):
     fig, ax = plt.subplots(figsize=(5.6, 5))
     off_diagonal = counts.clone().fill_diagonal_(0)  # the diagonal would drown the errors' colours
-    ax.imshow(off_diagonal, cmap="Reds")
+    ax.imshow(off_diagonal.numpy(), cmap="Reds")
     for t in range(10):
         for p in range(10):
             dark = off_diagonal[t, p] > off_diagonal.max() / 2  # white text on the darkest cells
@@ -81,7 +81,7 @@ def plot_errors(images, true, pred, path):
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong.tolist()):
-        ax.imshow(images[i, 0], cmap="gray")
+        ax.imshow(images[i, 0].numpy(), cmap="gray")
         ax.set_title(f"{true[i]} → {pred[i]}", fontsize=9, color="crimson")
     fig.suptitle(f"misclassified test digits, true → predicted ({len(wrong)} of {int((true != pred).sum())} shown)")
     fig.tight_layout()
