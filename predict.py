@@ -20,12 +20,15 @@ class ImageError(Exception):
 
 
 def read_grey(path):
-    """Open any image PIL reads as float greys in [0, 1]; transparency is flattened onto white paper."""
+    """Open any image PIL reads as an 8-bit greyscale PIL image; transparency is flattened onto white paper."""
     if not Path(path).is_file():
         raise ImageError("no such file")
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)  # phone photos carry their rotation in EXIF
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greys: scale, as convert would clip
+                pixels = np.asarray(img, dtype=np.float32)
+                img = Image.fromarray(np.uint8(255 * np.clip(pixels, 0, None) / max(pixels.max(), 1)))
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
             grey = img.convert("L")
