@@ -212,6 +212,10 @@ def train(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
+    except OSError as e:
+        sys.exit(f"error: cannot create --out-dir {args.out_dir} ({e.strerror}); choose another folder")
+    try:
         train(args)
     except (DataError, CheckpointError) as e:
         sys.exit(f"error: {e}")

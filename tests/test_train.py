@@ -120,6 +120,16 @@ class DryRunTest(unittest.TestCase):
         self.assertRegex(proc.stderr.strip(), r"^error: .*train-images-idx3-ubyte\.gz is truncated or corrupt[^\n]*$")
 
 
+class OutDirTest(unittest.TestCase):
+    def test_unwritable_out_dir_fails_before_training(self):
+        with tempfile.NamedTemporaryFile() as not_a_folder:
+            proc = subprocess.run([sys.executable, "train.py", "--dry-run", "--out-dir", f"{not_a_folder.name}/run"],
+                                  cwd=REPO, capture_output=True, text=True, timeout=300)
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr.strip(), r"^error: cannot create --out-dir .*/run \(Not a directory\)[^\n]*$")
+        self.assertNotIn("epoch", proc.stdout)
+
+
 class ReproducibilityTest(unittest.TestCase):
     def run_once(self, seed):
         with tempfile.TemporaryDirectory() as out:
