@@ -49,6 +49,7 @@ class BenchmarkRunTest(unittest.TestCase):
         self.assertEqual(saved["seeds"], [1, 2])
         self.assertEqual(len(saved["runs"]), 2)
         self.assertIn("| 1 |", table)
+        self.assertIn("Command: `python benchmark.py --seeds 1 2 --out-dir", table)
         self.assertIn("over 2 seeds", stdout.getvalue())
 
     def test_conventional_pipeline_runs(self):
