@@ -1,6 +1,7 @@
 """Train the MNIST CNN: Adam + ReduceLROnPlateau on 50k images; the 10k validation split decides everything;
 the official test set is scored once, at the end, on the checkpoint validation chose."""
 import argparse
+import functools
 import platform
 import random
 import sys
@@ -36,15 +37,23 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=positive(int), default=15, help="training epochs")
     p.add_argument("--batch-size", type=positive(int), default=256, help="training batch size")
-    p.add_argument("--lr", type=positive(float), default=0.01, help="Adam's initial learning rate")
+    p.add_argument("--lr", type=positive(float), default=0.02, help="Adam's initial learning rate")
     p.add_argument("--lr-factor", type=positive(float), default=0.3,
                    help="ReduceLROnPlateau: multiply the LR by this")
     p.add_argument("--lr-patience", type=int, default=1,
-                   help="ReduceLROnPlateau: epochs without a lower val loss before it cuts the LR")
+                   help="ReduceLROnPlateau: epochs without a better --plateau-metric before it cuts the LR")
+    p.add_argument("--plateau-metric", choices=["val_acc", "val_loss"], default="val_acc",
+                   help="what ReduceLROnPlateau watches on the validation split (val_loss is plain cross-entropy)")
+    p.add_argument("--channels", type=positive(int), nargs=4, default=list(ModelConfig.channels),
+                   help="widths of the model's four conv layers")
+    p.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout probability of the model")
+    p.add_argument("--rotate", type=float, default=10.0, help="augmentation: max rotation, degrees")
+    p.add_argument("--zoom", type=float, default=0.1, help="augmentation: max scale change, fraction")
+    p.add_argument("--shift", type=float, default=0.1, help="augmentation: max shift, fraction of half the width")
     p.add_argument("--ema", type=float, default=0.995,
                    help="decay of the moving average of the weights that validation scores and checkpoints keep "
                         "(0: off, use the raw weights)")
-    p.add_argument("--label-smoothing", type=float, default=0.1,
+    p.add_argument("--label-smoothing", type=float, default=0.05,
                    help="of the training loss (validation and test losses are plain cross-entropy)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="of the training steps (evaluation is always fp32); auto: bf16 on CUDA and on CPUs "
@@ -60,9 +69,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not 0 < args.lr_factor < 1:
         p.error(f"argument --lr-factor: must be between 0 and 1, got {args.lr_factor}")
-    for name in ("ema", "label_smoothing"):
+    for name in ("ema", "label_smoothing", "dropout", "zoom"):
         if not 0 <= getattr(args, name) < 1:
             p.error(f"argument --{name.replace('_', '-')}: must be in [0, 1), got {getattr(args, name)}")
+    for name in ("rotate", "shift"):
+        if getattr(args, name) < 0:
+            p.error(f"argument --{name}: must be >= 0, got {getattr(args, name)}")
     if args.lr_patience < 0:
         p.error(f"argument --lr-patience: must be >= 0, got {args.lr_patience}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -82,21 +94,36 @@ def pick_device(name):
     return torch.device("cpu")
 
 
-def use_bf16(precision, device):
-    """bf16 only where the hardware does it natively: emulated bf16 would be slower than fp32."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
+def cpu_has_native_bf16():
+    """AVX512-BF16 or AMX: x86 instructions that compute in bf16; elsewhere oneDNN emulates it, slower than fp32."""
+    capability = getattr(torch._C._cpu, "_get_cpu_capability", None)  # private; absent from older torch
+    if capability is not None:
+        flags = capability()
+        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
     try:
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # AVX512-BF16 or AMX: what oneDNN runs natively
-    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return bool({"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()))
+    except OSError:  # not Linux: assume none
         return False
 
 
-def train_one_epoch(model, optimizer, images, labels, batch_size, desc, bf16=False, label_smoothing=0.0, ema=None):
+def choose_precision(precision, device):
+    """(bf16?, why): bf16 autocast only where the hardware computes in bf16 natively, else fp32."""
+    if precision != "auto":
+        return precision == "bf16", "--precision " + precision
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:  # Ampere and newer; is_bf16_supported() would also say yes to emulated bf16 (T4, V100)
+            return True, f"GPU compute capability {major}.{minor} has native bf16"
+        return False, f"GPU compute capability {major}.{minor} has no native bf16 (fp16 was not measured)"
+    if device.type == "cpu":
+        if cpu_has_native_bf16():
+            return True, "CPU has native bf16 (AVX512-BF16 or AMX)"
+        return False, "CPU has no native bf16 (AVX512-BF16 or AMX)"
+    return False, f"{device.type}: bf16 autocast is not used there"
+
+
+def train_one_epoch(model, optimizer, images, labels, batch_size, desc, augment, bf16=False, label_smoothing=0.0,
+                    ema=None):
     """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
     model.train()
     order = torch.randperm(len(images), device=images.device)
@@ -106,7 +133,7 @@ def train_one_epoch(model, optimizer, images, labels, batch_size, desc, bf16=Fal
     bar = tqdm(range(0, len(images), batch_size), desc=desc, leave=False, disable=None)
     for step, start in enumerate(bar, 1):
         idx = order[start:start + batch_size]
-        x, y = random_affine(images[idx]), labels[idx]
+        x, y = augment(images[idx]), labels[idx]
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
@@ -158,31 +185,34 @@ def train(args):
     out_dir = Path(args.out_dir)
 
     sets = load_sets(args.data_dir, device, args.batch_size if args.dry_run else None)
-    model = Net(ModelConfig())
+    model = Net(ModelConfig(channels=tuple(args.channels), dropout=args.dropout))
     summary(model.eval(), (1, 28, 28), device="cpu")  # eval: the probe batch must not move BatchNorm's statistics
     params = count_parameters(model)
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
-    bf16 = use_bf16(args.precision, device)
+    bf16, precision_reason = choose_precision(args.precision, device)
     threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
-    print(f"params: {params:,} | device: {device}{threads} | {'bf16' if bf16 else 'fp32'} training | "
+    print(f"params: {params:,} | device: {device}{threads} | {'bf16' if bf16 else 'fp32'} training "
+          f"({precision_reason}) | "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(" | ".join(f"{name} {len(images):,}" for name, (images, _) in sets.items()) + f" | out: {out_dir}")
     model.to(device, memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU (oneDNN) and GPU
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=args.lr_factor,
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type == "cuda")  # fused: fewer kernels
+    plateau_mode = "max" if args.plateau_metric == "val_acc" else "min"
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=plateau_mode, factor=args.lr_factor,
                                                            patience=args.lr_patience)
+    augment = functools.partial(random_affine, degrees=args.rotate, scale=args.zoom, shift=args.shift)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
     history, best_key, best_epoch = [], None, None
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
-                                                desc=f"epoch {epoch}/{args.epochs}", bf16=bf16,
+                                                desc=f"epoch {epoch}/{args.epochs}", augment=augment, bf16=bf16,
                                                 label_smoothing=args.label_smoothing, ema=ema)
         scored = ema.module if ema is not None else model
         val_loss, val_acc = evaluate(scored, *sets["val"])
-        scheduler.step(val_loss)  # validation loss, never the test set, drives the LR
+        scheduler.step(val_acc if args.plateau_metric == "val_acc" else val_loss)  # never the test set
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - epoch_start}
         history.append(row)
@@ -201,6 +231,7 @@ def train(args):
     print(f"best epoch {best_epoch} (val acc {history[best_epoch - 1]['val_acc']:.2f}%) | "
           f"test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all")
     metrics = {"config": vars(args), "params": params, "device": str(device), "bf16": bf16,
+               "precision_reason": precision_reason,
                "threads": torch.get_num_threads(), "machine": platform.machine(), **versions,
                "history": history, "best_epoch": best_epoch,
                "best_val_acc": history[best_epoch - 1]["val_acc"], "test_loss": test_loss, "test_acc": test_acc,

@@ -4,8 +4,12 @@ import json
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
+
+import torch
 
 import benchmark
+from model import count_parameters
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,34 +30,53 @@ class SummaryTest(unittest.TestCase):
 
 
 class MarkdownTest(unittest.TestCase):
-    def test_table_shows_each_seed_the_summary_and_the_speed_ratios(self):
-        runs = [fake_run(99.4, [2, 4]), fake_run(99.6, [3, 3])]
-        speed = {"conventional_s": {0: 20.0, 2: 10.0}, "ours_s": 4.0, "inference_images_per_s": 12345.0}
-        machine = {"cpu": "CPU", "threads": 2, "torch": "t", "torchvision": "tv", "python": "3"}
-        table = benchmark.markdown(benchmark.summarise(runs), runs, [7, 8], speed, machine, "python benchmark.py")
-        self.assertIn("| 7 | 99.40 |", table)
-        self.assertIn("| 8 | 99.60 |", table)
-        self.assertIn("mean 99.50%, min 99.40%, max 99.60%", table)
-        self.assertIn("0 workers, batch 128, float32 | 20.0 | 5.0x |", table)
-        self.assertIn("2 workers, batch 128, float32 | 10.0 | 2.5x |", table)
+    def test_table_shows_each_precision_and_seed_the_summary_and_the_speed_ratios(self):
+        bf16, fp32 = [fake_run(99.4, [2, 4]), fake_run(99.6, [3, 3])], [fake_run(99.5, [5, 5]), fake_run(99.7, [5, 5])]
+        speed = {"ours_precision": "bf16", "ours_total_s": 6.0, "ours_epoch_s": 3.0, "seed_recipe_s": 60.0,
+                 "seed_recipe_test_acc": 99.3, "conventional_s": {0: 15.0, 2: 6.0}, "inference_images_per_s": 12345.0}
+        machine = {"device_name": "CPU", "native_bf16": True, "threads": 2, "torch": "t", "torchvision": "tv",
+                   "python": "3"}
+        table = benchmark.markdown({"bf16": ([7, 8], bf16), "fp32": ([7, 8], fp32)}, machine, "python benchmark.py",
+                                   speed)
+        self.assertIn("native bf16: yes", table)
+        self.assertIn("| bf16 | 7 | 99.40 |", table)
+        self.assertIn("| fp32 | 8 | 99.70 |", table)
+        self.assertIn("bf16: 100 parameters, 2 epochs: test accuracy mean 99.50%, min 99.40%, max 99.60%", table)
+        self.assertIn("fp32: 100 parameters, 2 epochs: test accuracy mean 99.60%, min 99.50%, max 99.70%", table)
+        self.assertIn("(test acc 99.30%), whole run | 60.0 | 10.0x |", table)
+        self.assertIn("0 workers, batch 128, fp32 | 15.0 | 5.0x |", table)
+        self.assertIn("2 workers, batch 128, fp32 | 6.0 | 2.0x |", table)
         self.assertIn("12,345 test images per second", table)
+
+
+class PrecisionChoiceTest(unittest.TestCase):
+    def test_both_paths_only_where_bf16_is_native(self):
+        for native, expected in ((True, ["bf16", "fp32"]), (False, ["fp32"])):
+            with self.subTest(native=native), mock.patch("train.cpu_has_native_bf16", return_value=native):
+                self.assertEqual(benchmark.default_precisions(torch.device("cpu")), expected)
 
 
 class BenchmarkRunTest(unittest.TestCase):
     def test_dry_run_end_to_end_writes_the_table(self):
         with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()) as stdout:
-            benchmark.main(["--seeds", "1", "2", "--out-dir", out, "--skip-speed",
-                            "--train-args", "--dry-run --epochs 2 --device cpu"])
+            benchmark.main(["--seeds", "1", "2", "--out-dir", out, "--skip-speed", "--device", "cpu",
+                            "--precisions", "fp32", "--train-args", "--dry-run --epochs 2"])
             saved = json.loads((Path(out) / "benchmark.json").read_text())
             table = (Path(out) / "benchmark.md").read_text()
         self.assertEqual(saved["seeds"], [1, 2])
-        self.assertEqual(len(saved["runs"]), 2)
-        self.assertIn("| 1 |", table)
+        self.assertEqual(len(saved["runs"]["fp32"]), 2)
+        self.assertIn("| fp32 | 1 |", table)
         self.assertIn("Command: `python benchmark.py --seeds 1 2 --out-dir", table)
         self.assertIn("over 2 seeds", stdout.getvalue())
 
     def test_conventional_pipeline_runs(self):
         self.assertGreater(benchmark.conventional_epoch_seconds(REPO / "data", 64, workers=0, max_batches=3), 0)
+
+    def test_seed_recipe_runs_and_its_model_has_the_seed_size(self):
+        self.assertEqual(count_parameters(benchmark.SeedNet()), 9434)
+        seconds, test_acc = benchmark.seed_recipe(REPO / "data", epochs=1, max_batches=2)
+        self.assertGreater(seconds, 0)
+        self.assertTrue(0 <= test_acc <= 100)
 
 
 if __name__ == "__main__":

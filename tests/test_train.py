@@ -8,6 +8,7 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -17,8 +18,8 @@ from data import load_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
-METRICS_KEYS = {"config", "params", "device", "torch", "torchvision", "history", "best_epoch", "test_loss",
-                "test_acc", "total_seconds"}
+METRICS_KEYS = {"config", "params", "device", "bf16", "precision_reason", "torch", "torchvision", "history",
+                "best_epoch", "test_loss", "test_acc", "total_seconds"}
 
 
 def quiet_train(argv):
@@ -64,6 +65,42 @@ class ArgumentTest(unittest.TestCase):
         self.assertIn("(default: 256)", stdout.getvalue())
 
 
+class PrecisionPolicyTest(unittest.TestCase):
+    """bf16 autocast only where the hardware computes in bf16: the device's capability is mocked."""
+
+    def auto(self, device):
+        return train.choose_precision("auto", torch.device(device))
+
+    def test_cuda_needs_compute_capability_8(self):
+        for capability, expected in (((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)):
+            with self.subTest(capability=capability), \
+                    mock.patch("torch.cuda.get_device_capability", return_value=capability):
+                bf16, why = self.auto("cuda")
+                self.assertEqual(bf16, expected)
+                self.assertIn(f"{capability[0]}.{capability[1]}", why)
+
+    def test_cpu_follows_its_native_bf16(self):
+        for native in (True, False):
+            with self.subTest(native=native), mock.patch("train.cpu_has_native_bf16", return_value=native):
+                self.assertEqual(self.auto("cpu")[0], native)
+
+    def test_cpu_flags(self):
+        for flags, expected in (({"avx512_bf16": True}, True), ({"amx_bf16": True, "avx512_bf16": False}, True),
+                                ({"avx512_bf16": False, "amx_bf16": False, "avx512_f": True}, False)):
+            with self.subTest(flags=flags), mock.patch.object(torch._C._cpu, "_get_cpu_capability", create=True,
+                                                              return_value=flags):
+                self.assertEqual(train.cpu_has_native_bf16(), expected)
+
+    def test_mps_trains_in_fp32(self):
+        self.assertEqual(self.auto("mps")[0], False)
+
+    def test_asking_wins_over_auto(self):
+        with mock.patch("torch.cuda.get_device_capability", return_value=(7, 5)):
+            self.assertEqual(train.choose_precision("bf16", torch.device("cuda")), (True, "--precision bf16"))
+        with mock.patch("train.cpu_has_native_bf16", return_value=True):
+            self.assertEqual(train.choose_precision("fp32", torch.device("cpu")), (False, "--precision fp32"))
+
+
 class DryRunTest(unittest.TestCase):
     """A real end-to-end run of train.py, as a user starts it, on a few batches of each phase."""
 
@@ -81,7 +118,8 @@ class DryRunTest(unittest.TestCase):
     def test_exits_cleanly_and_prints_what_it_promises(self):
         self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
         out = self.proc.stdout
-        for text in ("Total params", "params:", "device: cpu", "torch ", "epoch  1 | lr", "val loss", "test acc"):
+        for text in ("Total params", "params:", "device: cpu", "training (", "torch ", "epoch  1 | lr", "val loss",
+                     "test acc"):
             self.assertIn(text, out)
 
     def test_metrics_json_has_the_fields(self):
