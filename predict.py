@@ -1,4 +1,5 @@
-"""Predict the digit in people's own images (files or folders): each is turned into what MNIST looks like first."""
+"""Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
+what MNIST looks like (preprocess.py), then classified. Digits that touch each other are read as one."""
 import argparse
 import json
 import sys
@@ -6,68 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from checkpoint import CheckpointError, load_model
+from preprocess import ImageError, read_digits
 
 # shipped with the repo, made by `python train.py --seed 1 --out-dir checkpoints`
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "best.pt"
-INK_THRESHOLD = 0.2  # of the ink's full contrast: what counts as ink when finding the digit's bounding box
-
-
-class ImageError(Exception):
-    """An image that cannot be read or holds no digit; the message says why."""
-
-
-def read_grey(path):
-    """Open any image PIL reads as an 8-bit greyscale PIL image; transparency is flattened onto white paper."""
-    if not Path(path).is_file():
-        raise ImageError("no such file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)  # phone photos carry their rotation in EXIF
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float greys: scale, as convert would clip
-                pixels = np.asarray(img, dtype=np.float32)
-                img = Image.fromarray(np.uint8(255 * np.clip(pixels, 0, None) / max(pixels.max(), 1)))
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
-            grey = img.convert("L")
-            grey.load()  # decode now, inside the try: truncated files fail here
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-    return grey
-
-
-def mnist_style(grey):
-    """MNIST's own preprocessing: light ink on black, the ink's bounding box scaled into 20x20 keeping its aspect
-    ratio, then placed in 28x28 with its centre of mass at the centre. Returns float32 (28, 28) in [0, 1]."""
-    pixels = np.asarray(grey, dtype=np.float32) / 255
-    if np.median(pixels) > 0.5:  # the paper is most of the picture: light paper means dark ink
-        pixels, grey = 1 - pixels, ImageOps.invert(grey)
-    background = np.median(pixels)
-    smooth = np.asarray(grey.filter(ImageFilter.MedianFilter(3)), dtype=np.float32) / 255  # speckle is not ink
-    contrast = smooth.max() - background
-    if contrast < 0.1:
-        raise ImageError("no digit found (the image is nearly uniform)")
-    ink = np.clip((pixels - background) / contrast, 0, 1)
-    rows, cols = np.nonzero((smooth - background) / contrast > INK_THRESHOLD)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-
-    h, w = crop.shape
-    scale = 20 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
-    digit = np.clip(digit, 0, None)
-    digit /= max(digit.max(), 1e-6)  # thin strokes fade when shrunk: restore full ink
-
-    canvas = np.zeros((28, 28), dtype=np.float32)
-    mass = digit.sum()
-    cy = (digit.sum(1) * np.arange(digit.shape[0])).sum() / mass
-    cx = (digit.sum(0) * np.arange(digit.shape[1])).sum() / mass
-    top = int(np.clip(round(14 - cy), 0, 28 - digit.shape[0]))  # MNIST puts the centre of mass at pixel (14, 14)
-    left = int(np.clip(round(14 - cx), 0, 28 - digit.shape[1]))
-    canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
-    return canvas
 
 
 @torch.inference_mode()
@@ -107,7 +53,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", nargs="*", help="image files or folders (searched recursively)")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per line: "number" and "digits" (and, for one digit, its fields)')
+    p.add_argument("--save-preprocessed", metavar="DIR",
+                   help="write the 28x28 image(s) the model saw for each input to DIR, as PNG, named after the input")
     p.add_argument("--export", metavar="FILE.onnx", help="export the model to ONNX and check it against PyTorch")
     args = p.parse_args(argv)
     if not args.paths and not args.export:
@@ -116,15 +65,37 @@ def parse_args(argv=None):
 
 
 def report(path, probs=None, error=None, as_json=False):
+    """One line for PATH: its number and each digit's confidence, or the error."""
     if error is not None:
         print(json.dumps({"path": str(path), "error": error}) if as_json else f"{path}: error: {error}", flush=True)
         return
-    digit = int(probs.argmax())
+    digits = [int(p.argmax()) for p in probs]
+    number = "".join(map(str, digits))
     if as_json:
-        print(json.dumps({"path": str(path), "digit": digit, "confidence": round(float(probs[digit]), 6),
-                          "probabilities": [round(float(p), 6) for p in probs]}), flush=True)
+        row = {"path": str(path), "number": number,
+               "digits": [{"digit": d, "confidence": round(float(p[d]), 6),
+                           "probabilities": [round(float(q), 6) for q in p]} for d, p in zip(digits, probs)]}
+        if len(digits) == 1:  # the single-digit fields, as before numbers were read
+            row = {"path": row["path"], **row["digits"][0], **row}
+        print(json.dumps(row), flush=True)
     else:
-        print(f"{path}: {digit} ({100 * float(probs[digit]):.1f}%)", flush=True)
+        confidences = [f"{100 * float(p[d]):.1f}%" for d, p in zip(digits, probs)]
+        if len(digits) > 1:
+            confidences = [f"{d}: {c}" for d, c in zip(digits, confidences)]
+        print(f"{path}: {number} ({', '.join(confidences)})", flush=True)
+
+
+def save_preprocessed(folder, path, images, taken):
+    """Write what the model saw for PATH as FOLDER/<name>[_<i>].png; TAKEN: names already written by this run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        stem = Path(path).stem + (f"_{i + 1}" if len(images) > 1 else "")
+        name, n = f"{stem}.png", 1
+        while name in taken:  # the same file name in two folders
+            n += 1
+            name = f"{stem}({n}).png"
+        taken.add(name)
+        Image.fromarray(np.uint8(np.round(255 * image))).save(folder / name)
 
 
 def main(argv=None):
@@ -138,15 +109,17 @@ def main(argv=None):
             print(export_onnx(model, args.export))
         except Exception as e:  # noqa: BLE001 - the exporter fails in many ways; the user needs one line
             sys.exit(f"error: export to {args.export} failed: {str(e).strip().splitlines()[0]}")
-    failed = 0
+    failed, taken = 0, set()
     for path in expand_paths(args.paths):
         try:
-            image = mnist_style(read_grey(path))
+            images = read_digits(path)
         except ImageError as e:
             report(path, error=str(e), as_json=args.json)
             failed += 1
             continue
-        report(path, predict_images(model, [image])[0], as_json=args.json)
+        if args.save_preprocessed:
+            save_preprocessed(Path(args.save_preprocessed), path, images, taken)
+        report(path, predict_images(model, images), as_json=args.json)
     sys.exit(1 if failed else 0)
 
 

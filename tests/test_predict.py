@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -12,10 +13,14 @@ from PIL import Image
 
 from checkpoint import load_model
 from data import load_mnist
-from predict import DEFAULT_CHECKPOINT, ImageError, mnist_style, predict_images, read_grey
+from photo_pages import CONDITIONS, as_jpeg, page
+from predict import DEFAULT_CHECKPOINT, predict_images
+from preprocess import ImageError, digit_images, read_digits, read_rgb
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
+PAGES_PER_CONDITION = 25
+NUMBERS = 60
 
 
 def run_predict(*args):
@@ -37,54 +42,128 @@ def person_style(digit, rng, dark_ink=True):
     return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
 
 
+def as_rgb(img):
+    return np.asarray(img.convert("RGB"), np.float32) / 255
+
+
 class PreprocessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.model, _ = load_model(DEFAULT_CHECKPOINT)
-        _, _, images, labels = load_mnist(REPO / "data")
-        cls.digits, cls.labels = images[list(SAMPLE)].numpy(), labels[list(SAMPLE)].tolist()
+        _, _, cls.images, cls.labels = load_mnist(REPO / "data")
+        cls.digits, cls.sample_labels = cls.images[list(SAMPLE)].numpy(), cls.labels[list(SAMPLE)].tolist()
+
+    def read(self, img):
+        """The number the model reads in a PIL image ('' when no digit is found)."""
+        try:
+            digits = digit_images(as_rgb(img))
+        except ImageError:
+            return ""
+        return "".join(str(int(p.argmax())) for p in predict_images(self.model, digits))
 
     def test_an_mnist_image_passes_nearly_unchanged(self):
-        diffs = [np.abs(mnist_style(Image.fromarray(d)) - d / 255).mean() for d in self.digits]
+        diffs = []
+        for d in self.digits:
+            (prepared,) = digit_images(as_rgb(Image.fromarray(d)))
+            diffs.append(np.abs(prepared - d / 255).mean())
         self.assertLess(np.median(diffs), 0.02)
         self.assertLess(np.mean(diffs), 0.04)
 
     def test_person_style_images_are_read_right(self):
         rng = np.random.default_rng(0)
         with tempfile.TemporaryDirectory() as tmp:
-            for i, (digit, label) in enumerate(zip(self.digits, self.labels)):
+            for i, (digit, label) in enumerate(zip(self.digits, self.sample_labels)):
                 img = person_style(digit, rng, dark_ink=i % 4 != 0).convert("RGB")  # 1 in 4 light on dark
                 img.save(Path(tmp) / f"{i:03d}_{label}.jpg", quality=70)
             proc = run_predict("--json", tmp)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         rows = [json.loads(line) for line in proc.stdout.splitlines()]
-        self.assertEqual(len(rows), len(self.labels))
-        right = sum(r["digit"] == int(Path(r["path"]).stem.split("_")[1]) for r in rows)
-        self.assertGreaterEqual(right / len(rows), 0.97, f"{right} of {len(rows)}")
+        self.assertEqual(len(rows), len(self.sample_labels))
+        right = sum(r["number"] == Path(r["path"]).stem.split("_")[1] for r in rows)
+        self.assertGreaterEqual(right / len(rows), 0.99, f"{right} of {len(rows)}")
         for r in rows:
             self.assertAlmostEqual(sum(r["probabilities"]), 1, places=3)
             self.assertEqual(r["confidence"], max(r["probabilities"]))
 
+    def test_photo_like_pages_of_one_digit(self):
+        """Uneven light, shadow edges, ruled lines, blue ink, pencil, tilt, blur, JPEG: >= 97% read right."""
+        rng = np.random.default_rng(1)
+        wrong = []
+        for condition in CONDITIONS:
+            for i in rng.choice(len(self.images), PAGES_PER_CONDITION, replace=False):
+                got = self.read(as_jpeg(page([self.images[i].numpy()], rng, condition), rng))
+                if got != str(int(self.labels[i])):
+                    wrong.append(f"{condition}: {int(self.labels[i])} read as {got!r}")
+        total = len(CONDITIONS) * PAGES_PER_CONDITION
+        self.assertGreaterEqual(1 - len(wrong) / total, 0.97, f"{len(wrong)} of {total} wrong: {wrong}")
+
+    def test_four_digit_numbers(self):
+        rng = np.random.default_rng(2)
+        wrong = []
+        for k in range(NUMBERS):
+            picks = rng.choice(len(self.images), 4, replace=False)
+            expected = "".join(str(int(self.labels[i])) for i in picks)
+            condition = CONDITIONS[k % len(CONDITIONS)]
+            got = self.read(as_jpeg(page([self.images[i].numpy() for i in picks], rng, condition), rng))
+            if got != expected:
+                wrong.append(f"{condition}: {expected} read as {got!r}")
+        self.assertGreaterEqual(1 - len(wrong) / NUMBERS, 0.9, f"{len(wrong)} of {NUMBERS} wrong: {wrong}")
+
+    def test_a_12_megapixel_photo_is_read_fast(self):
+        rng = np.random.default_rng(3)
+        with tempfile.TemporaryDirectory() as tmp:
+            small, big = Path(tmp) / "small.jpg", Path(tmp) / "big.jpg"
+            digit, label = self.digits[1], self.sample_labels[1]
+            page([digit], rng, "shadow", size=(400, 300)).save(small, quality=90)
+            page([digit], rng, "shadow", size=(4032, 3024)).save(big, quality=90)
+
+            def seconds(path):  # best of three: the machine may be busy
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    images = read_digits(path)
+                    times.append(time.perf_counter() - start)
+                return min(times), images
+            (small_s, _), (big_s, images) = seconds(small), seconds(big)
+        self.assertLess(big_s - small_s, 0.5)
+        self.assertEqual(int(predict_images(self.model, images)[0].argmax()), label)
+
+    def test_exif_rotation_is_applied(self):
+        digit, label = self.digits[2], self.sample_labels[2]
+        upright = person_style(digit, np.random.default_rng(4))
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the pixels are stored turned the other way
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "phone.jpg"
+            upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=90)
+            (prepared,) = read_digits(path)
+        self.assertEqual(int(predict_images(self.model, [prepared])[0].argmax()), label)
+
     def test_image_modes(self):
-        digit, label = self.digits[0], self.labels[0]
+        digit, label = self.digits[0], self.sample_labels[0]
         dark = Image.fromarray(255 - digit)
         rgba = Image.new("RGBA", (28, 28), (0, 0, 0, 0))
         rgba.putalpha(Image.fromarray(digit))  # black ink drawn on a transparent sheet
         images = {"L": dark, "RGB": dark.convert("RGB"), "RGBA": rgba, "P": dark.convert("P"),
                   "I;16": Image.fromarray(digit.astype(np.uint16) * 257)}
+        (reference,) = digit_images(as_rgb(dark))
         with tempfile.TemporaryDirectory() as tmp:
             for mode, img in images.items():
                 with self.subTest(mode=mode):
                     path = Path(tmp) / f"{mode.replace(';', '')}.png"
                     img.save(path)
-                    prepared = mnist_style(read_grey(path))
-                    self.assertLess(np.abs(prepared - mnist_style(dark)).max(), 0.02)  # same digit, whatever the mode
-                    probs = predict_images(self.model, [prepared])[0]
-                    self.assertEqual(int(probs.argmax()), label)
+                    (prepared,) = digit_images(read_rgb(path))
+                    self.assertLess(np.abs(prepared - reference).max(), 0.02)  # same digit, whatever the mode
+                    self.assertEqual(int(predict_images(self.model, [prepared])[0].argmax()), label)
 
-    def test_blank_image_is_an_error(self):
+    def test_blank_pages_are_an_error(self):
+        rng = np.random.default_rng(5)
+        blank = np.zeros((28, 28), np.uint8)
         with self.assertRaisesRegex(ImageError, "no digit"):
-            mnist_style(Image.new("L", (50, 50), 255))
+            digit_images(as_rgb(Image.new("L", (50, 50), 255)))
+        for condition in ("plain", "gradient", "ruled", "tilt", "blur"):
+            with self.subTest(condition=condition), self.assertRaisesRegex(ImageError, "no digit"):
+                digit_images(as_rgb(as_jpeg(page([blank], rng, condition), rng)))
 
 
 class PredictCliTest(unittest.TestCase):
@@ -109,6 +188,39 @@ class PredictCliTest(unittest.TestCase):
             self.assertIn("error", rows[name])
         self.assertIn("no such file", rows["missing.png"]["error"])
         self.assertNotIn("Traceback", proc.stderr)
+
+    def test_a_blank_page_is_an_error_and_the_others_are_still_read(self):
+        Image.new("RGB", (400, 300), (235, 235, 228)).save(self.dir / "blank.jpg")
+        proc = run_predict("--json", self.dir)
+        self.assertEqual(proc.returncode, 1)
+        rows = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
+        self.assertIn("no digit found", rows["blank.jpg"]["error"])
+        self.assertEqual(rows["seven.png"]["digit"], self.label)
+
+    def test_a_number_and_what_the_model_saw(self):
+        _, _, images, labels = load_mnist(REPO / "data")
+        picks = [3, 2, 1, 0]  # leading digits of the test set, "0" among them
+        strip = np.concatenate([255 - images[i].numpy() for i in picks], axis=1)  # side by side, white paper
+        Image.fromarray(np.pad(strip, 20, constant_values=255)).save(self.dir / "number.png")
+        expected = "".join(str(int(labels[i])) for i in picks)
+        seen = self.dir / "seen"
+        proc = run_predict("--json", "--save-preprocessed", seen, self.dir / "number.png", self.dir / "seven.png")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        number, single = map(json.loads, proc.stdout.splitlines())
+        self.assertEqual(number["number"], expected)
+        self.assertEqual([d["digit"] for d in number["digits"]], [int(c) for c in expected])
+        self.assertNotIn("digit", number)  # the single-digit fields are for single digits
+        for d in number["digits"]:
+            self.assertEqual(d["confidence"], max(d["probabilities"]))
+        self.assertEqual((single["number"], single["digit"]), (str(self.label), self.label))
+        self.assertEqual(single["digits"][0]["confidence"], single["confidence"])
+        names = sorted(p.name for p in seen.iterdir())
+        self.assertEqual(names, ["number_1.png", "number_2.png", "number_3.png", "number_4.png", "seven.png"])
+        for name in names:
+            with Image.open(seen / name) as img:
+                self.assertEqual((img.size, img.mode), ((28, 28), "L"))
+        proc = run_predict(self.dir / "number.png")
+        self.assertRegex(proc.stdout, rf"number\.png: {expected} \({expected[0]}: \d+\.\d%, {expected[1]}: ")
 
     def test_plain_output(self):
         proc = run_predict(self.dir / "seven.png")

@@ -1,0 +1,265 @@
+"""From a photo or scan to what MNIST's digits look like: the paper's light and shadows are taken out, ink is found
+by its contrast in its strongest colour channel, ruled lines and specks are dropped, and each digit, left to right,
+becomes a 28x28 image of light ink on black with its centre of mass at the centre."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+WORK_SIZE = 1024  # long side of the copy digits are found on: even a small digit there is far more than 20x20
+THUMB_SIZE = 64  # long side of the copy the paper's brightness is estimated on
+MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
+MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
+MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
+
+
+class ImageError(Exception):
+    """An image that cannot be read or holds no digit; the message says why."""
+
+
+def read_rgb(path, work_size=WORK_SIZE):
+    """Any image PIL reads as float32 RGB (H, W, 3) in [0, 1], its long side at most WORK_SIZE; EXIF rotation applied,
+    transparency flattened onto white paper, 16-bit and float greys scaled (not clipped)."""
+    if not Path(path).is_file():
+        raise ImageError("no such file")
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (work_size, work_size))  # JPEG: decode at 1/2, 1/4 or 1/8 size, much faster
+            img = ImageOps.exif_transpose(img)  # phone photos carry their rotation in EXIF
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                pixels = np.asarray(img, dtype=np.float32)
+                img = Image.fromarray(np.uint8(255 * np.clip(pixels, 0, None) / max(pixels.max(), 1)))
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+            img = img.convert("RGB")
+            img.thumbnail((work_size, work_size), Image.Resampling.BOX)  # only ever shrinks
+            rgb = np.asarray(img, dtype=np.float32) / 255  # decodes now, inside the try: truncated files fail here
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    return rgb
+
+
+def odd(n):
+    return max(3, int(n) | 1)
+
+
+def light_ink(rgb):
+    """Is the ink lighter than the paper? Ink is what departs from the local median of a moderately small copy,
+    a minority: its strong departures are mostly darker or mostly lighter. (A global median is fooled by a shadow
+    over half the page.)"""
+    grey = rgb.mean(axis=2)
+    if np.median(grey) < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
+        return True
+    scale = min(1.0, 256 / max(grey.shape))
+    small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
+    local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
+    departure = small - local
+    spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
+    lighter, darker = departure[departure > 4 * spread].sum(), -departure[departure < -4 * spread].sum()
+    return lighter > 2 * darker  # clearly: dark ink on light paper is the usual case, and a blank page's guess
+
+
+def ink_contrast(rgb):
+    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black.
+
+    The paper's brightness is a morphological closing of a small copy (it removes strokes but keeps the edges of
+    shadows and the slope of uneven light), taken per channel so that blue ink on white paper keeps its contrast
+    in the red channel. Light ink on a dark ground is inverted first."""
+    if light_ink(rgb):
+        rgb = 1 - rgb
+    h, w = rgb.shape[:2]
+    scale = min(1.0, THUMB_SIZE / max(h, w))
+    thumb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(min(thumb.shape[:2]) / 4),) * 2)
+    paper = cv2.morphologyEx(thumb, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    paper = cv2.resize(cv2.GaussianBlur(paper, (3, 3), 0), (w, h), interpolation=cv2.INTER_LINEAR)
+    ratio = rgb / np.maximum(paper, 1e-3)
+    return np.clip(1 - ratio.min(axis=2), 0, 1)
+
+
+def ink_mask(contrast):
+    """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
+    connected to such pixels; never within the paper's noise."""
+    smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
+    noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
+    otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, 0.5 * MIN_CONTRAST)
+    weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, 0.5 * MIN_CONTRAST)
+    _, labels = cv2.connectedComponents(np.uint8(weak), connectivity=8)
+    return np.isin(labels, np.unique(labels[strong]))  # hysteresis: faint stretches of a stroke stay joined
+
+
+def remove_ruled_lines(mask):
+    """Erase long straight lines thinner than a pen stroke (ruled or squared paper, page edges). Where a digit's
+    stroke crosses a line, the stroke is kept: across the line, only ink thicker than the line survives."""
+    h, w = mask.shape
+    if min(h, w) < 100:  # too small to hold both a digit and ruled lines
+        return mask
+    binary = np.uint8(mask) * 255
+    lines = cv2.HoughLinesP(binary, 1, np.pi / 360, threshold=int(0.4 * min(h, w)), minLineLength=0.5 * min(h, w),
+                            maxLineGap=0.02 * min(h, w))
+    if lines is None:
+        return mask
+    max_thickness = 0.02 * min(h, w)  # a pen stroke of a digit that big is thicker than this
+    keep = binary.copy()
+    for x1, y1, x2, y2 in lines.reshape(-1, 4).astype(int):  # (N, 1, 4) in OpenCV 4, (N, 4) in 5
+        length = max(1.0, float(np.hypot(x2 - x1, y2 - y1)))
+        near = np.zeros_like(binary)
+        cv2.line(near, (x1, y1), (x2, y2), 255, thickness=odd(max_thickness))
+        thickness = np.count_nonzero(binary & near) / length  # an overestimate where strokes cross it
+        if thickness > max_thickness:
+            continue
+        band = np.zeros_like(binary)
+        cv2.line(band, (x1, y1), (x2, y2), 255, thickness=odd(thickness + 4))
+        across = np.zeros((odd(2 * thickness + 3),) * 2, np.uint8)  # a segment perpendicular to the line
+        c, (dx, dy) = across.shape[0] // 2, ((y1 - y2) / length, (x2 - x1) / length)
+        cv2.line(across, (round(c - c * dx), round(c - c * dy)), (round(c + c * dx), round(c + c * dy)), 1)
+        thick = cv2.morphologyEx(keep, cv2.MORPH_OPEN, across)  # keep, not binary: crossings of two lines go too
+        keep[(band > 0) & (thick == 0)] = 0
+    return keep > 0
+
+
+def along_border(mask, labels, count):
+    """Labels of the pieces that run along the picture's edge for over a tenth of it: the page's edge, the table,
+    a shadow's corner; a digit that only touches the edge with a stroke's end is not one of them."""
+    if min(mask.shape) <= 64:  # a tight crop (MNIST's own 28x28): nothing there is a page's edge
+        return set()
+    margin = max(1, round(0.01 * min(mask.shape)))
+    frame = np.ones(mask.shape, bool)
+    frame[margin:-margin, margin:-margin] = False
+    contact = np.bincount(labels[frame & mask], minlength=count) / margin  # pixels along the edge
+    return set(np.nonzero(contact > 0.1 * min(mask.shape))[0])
+
+
+@dataclass(eq=False)  # identity: two pieces are never the same piece
+class Piece:
+    """Connected pieces of ink taken as one: their bounding box and their labels in the label image."""
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    labels: list
+
+    @property
+    def height(self):
+        return self.y1 - self.y0
+
+    def gap(self, other):
+        """Horizontal distance to OTHER (negative where they share columns)."""
+        return max(other.x0 - self.x1, self.x0 - other.x1)
+
+    def absorb(self, other):
+        self.x0, self.x1 = min(self.x0, other.x0), max(self.x1, other.x1)
+        self.y0, self.y1 = min(self.y0, other.y0), max(self.y1, other.y1)
+        self.labels += other.labels
+        other.labels = []
+
+
+def pieces_by_column(mask):
+    """The label image and the ink's connected pieces, left to right, those that share columns and lie close in
+    height merged (one digit's broken strokes), without dust and without what runs along the picture's edge."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(mask), connectivity=8)
+    edges = along_border(mask, labels, count)
+    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and i not in edges]
+    min_height = MIN_DIGIT_HEIGHT * min(mask.shape)
+    tall = [stats[i, cv2.CC_STAT_AREA] for i in kept if stats[i, cv2.CC_STAT_HEIGHT] >= min_height]
+    if tall:  # dust beside the strokes: much smaller than a typical tall piece (the median: a blob may be huge)
+        kept = [i for i in kept if stats[i, cv2.CC_STAT_AREA] >= 0.05 * np.median(tall)]
+    pieces = []
+    for i in sorted(kept, key=lambda i: stats[i, cv2.CC_STAT_LEFT]):
+        x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                  cv2.CC_STAT_HEIGHT))
+        piece, last = Piece(x, x + w, y, y + h, [i]), pieces[-1] if pieces else None
+        if last and -last.gap(piece) > 0.5 * min(w, last.x1 - last.x0) \
+                and max(last.y0, y) - min(last.y1, y + h) < 0.5 * max(h, last.height):
+            last.absorb(piece)
+        else:
+            pieces.append(piece)
+    return labels, stats, pieces
+
+
+def widest_stroke(piece, labels, half_width):
+    """The diameter of the widest circle inside the piece's ink: its stroke width, or more at a blob."""
+    return 2 * max(half_width[labels == i].max() for i in piece.labels)
+
+
+def is_stroke(piece, width, stats, min_height):
+    """Pen strokes: not a filled blob (a shadow's corner) nor a cloud of specks (noise)."""
+    tallest = max(stats[i, cv2.CC_STAT_HEIGHT] for i in piece.labels)
+    return width <= MAX_STROKE * max(piece.height, piece.x1 - piece.x0) \
+        and tallest >= max(min_height, 0.5 * piece.height)
+
+
+def digit_regions(mask, contrast):
+    """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit.
+    Touching digits stay one region."""
+    labels, stats, pieces = pieces_by_column(mask)
+    half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
+    widths = {id(p): widest_stroke(p, labels, half_width) for p in pieces}
+    strokes = [p for p in pieces if is_stroke(p, widths[id(p)], stats, MIN_DIGIT_HEIGHT * min(mask.shape))]
+    if len(strokes) >= 3:  # one pen wrote them all: a piece much wider than the others is a blob
+        typical = np.median([widths[id(p)] for p in strokes])
+        strokes = [p for p in strokes if widths[id(p)] <= 2.5 * typical]
+    if not strokes:
+        return []
+    reference = max(strokes, key=lambda p: p.height * contrast[np.isin(labels, p.labels)].mean())
+    margin = 0.25 * reference.height
+    in_row = [p for p in pieces if reference.y0 - margin <= (p.y0 + p.y1) / 2 <= reference.y1 + margin]
+    digits = [p for p in in_row if p in strokes and p.height >= 0.5 * reference.height]
+    for piece in in_row:  # a small piece beside a digit is a part of it (a 5's detached flag)
+        nearest = min(digits, key=piece.gap)
+        if piece not in digits and piece.gap(nearest) < margin:
+            nearest.absorb(piece)
+    for left, right in zip(digits[:-1], digits[1:]):  # a 4 written in two strokes: the shorter hangs up high
+        tall, short = (left, right) if left.height >= right.height else (right, left)
+        if left.gap(right) < 0.1 * tall.height and short.y0 >= tall.y0 - 0.1 * tall.height \
+                and short.y1 <= tall.y1 - 0.2 * tall.height:
+            right.absorb(left)
+    regions = [np.isin(labels, p.labels) for p in digits if p.labels]
+    strengths = [contrast[r].mean() for r in regions]
+    return [r for r, c in zip(regions, strengths) if c >= max(MIN_CONTRAST, 0.4 * max(strengths))]  # not shadows
+
+
+def mnist_style(ink):
+    """MNIST's own preprocessing of light-on-black ink (float, any size): the ink's bounding box scaled into 20x20
+    keeping its aspect ratio, placed in 28x28 with its centre of mass at the centre. Returns float32 (28, 28)."""
+    rows, cols = np.nonzero(ink > 0.2 * ink.max())
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = crop.shape
+    scale = 20 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    digit = np.asarray(Image.fromarray(np.float32(crop)).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    digit = np.clip(digit, 0, None)
+    digit /= max(digit.max(), 1e-6)  # thin strokes fade when shrunk: restore full ink
+
+    canvas = np.zeros((28, 28), dtype=np.float32)
+    mass = digit.sum()
+    cy = (digit.sum(1) * np.arange(digit.shape[0])).sum() / mass
+    cx = (digit.sum(0) * np.arange(digit.shape[1])).sum() / mass
+    top = int(np.clip(round(14 - cy), 0, 28 - digit.shape[0]))  # MNIST puts the centre of mass at pixel (14, 14)
+    left = int(np.clip(round(14 - cx), 0, 28 - digit.shape[1]))
+    canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return canvas
+
+
+def digit_images(rgb):
+    """The digits of an RGB image, left to right, each as float32 (28, 28) in [0, 1]; ImageError if there is none."""
+    contrast = ink_contrast(rgb)
+    mask = remove_ruled_lines(ink_mask(contrast))
+    regions = digit_regions(mask, contrast)
+    if not regions:
+        raise ImageError("no digit found (no ink stands out from the paper)")
+    images = []
+    for region in regions:
+        near = cv2.dilate(np.uint8(region), np.ones((3, 3), np.uint8)) > 0  # keep the strokes' soft edges
+        ink = np.where(near, contrast, 0)
+        ink = np.clip(ink / np.percentile(ink[region], 90), 0, 1)  # faint pencil and dark ink alike reach full ink
+        images.append(mnist_style(ink))
+    return images
+
+
+def read_digits(path):
+    """The digits in the image file at PATH, left to right: a list of float32 (28, 28) images in [0, 1]."""
+    return digit_images(read_rgb(path))
