@@ -4,6 +4,7 @@ import argparse
 import functools
 import platform
 import random
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,13 +16,18 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchsummary import summary
 from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
+from checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_json
 from data import DataError, load_mnist, random_affine, split_train_val, to_float
 from model import ModelConfig, Net, count_parameters
 
 DRY_RUN_BATCHES = 3  # per phase: a smoke run for tests and CI
 EVAL_BATCH_SIZE = 1000  # no gradients, so big batches: fewer, more efficient kernel calls
 POSTFIX_EVERY = 50  # steps between progress-bar updates; each one waits for the device
+RESUMABLE = ("epochs", "device", "data_dir")  # what --resume lets differ from the run's own config: not the recipe
+
+
+class ResumeError(Exception):
+    """A run folder that --resume cannot continue; the message says why."""
 
 
 def positive(kind):
@@ -33,7 +39,7 @@ def positive(kind):
     return parse
 
 
-def parse_args(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=positive(int), default=15, help="training epochs")
     p.add_argument("--batch-size", type=positive(int), default=256, help="training batch size")
@@ -66,7 +72,33 @@ def parse_args(argv=None):
                    help="checkpoints and metrics.json")
     p.add_argument("--dry-run", action="store_true",
                    help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt, with that run's own recipe, and end as it would "
+                        "have; only --epochs (to extend a run), --device and --data-dir may be given with it, and on "
+                        "another device the result is no longer bit-identical")
+    return p
+
+
+def given_options(argv):
+    """The dests of the options actually written on the command line (not defaulted)."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS  # so that only what was given reaches the namespace
+    return set(vars(p.parse_args(argv)))
+
+
+def parse_args(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.resume:
+        given = given_options(argv)
+        clash = sorted(given - {*RESUMABLE, "resume"})
+        if clash:
+            p.error(f"argument --{clash[0].replace('_', '-')}: not allowed with --resume, which takes the run's "
+                    f"recipe from its checkpoint (only --epochs, --device and --data-dir may be given with it)")
+        args.out_dir = args.resume
+        if "epochs" not in given:
+            args.epochs = None  # the run's own
     if not 0 < args.lr_factor < 1:
         p.error(f"argument --lr-factor: must be between 0 and 1, got {args.lr_factor}")
     for name in ("ema", "label_smoothing", "dropout", "zoom"):
@@ -176,9 +208,56 @@ def load_sets(data_dir, device, dry_run_batch_size=None):
     return {k: (to_float(x, device), y.to(device)) for k, (x, y) in sets.items()}
 
 
+def rng_states(device):
+    """The states of every random generator a run draws from, to resume it exactly."""
+    states = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def restore_rng_states(states, device):
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    torch.set_rng_state(states["torch"])
+    if device.type == "cuda" and "cuda" in states:  # a run moved to another device draws other numbers from here
+        torch.cuda.set_rng_state(states["cuda"], device)
+    if device.type == "mps" and "mps" in states:
+        torch.mps.set_rng_state(states["mps"])
+
+
+def read_resume_state(args):
+    """Check RUN_DIR/last.pt before anything is written, and return it with the recipe ARGS continue."""
+    run_dir = Path(args.resume)
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume {run_dir}: no such folder")
+    if not (run_dir / "last.pt").is_file():
+        raise ResumeError(f"--resume {run_dir}: it holds no last.pt, so no epoch of it finished; start a new run")
+    state = load_checkpoint(run_dir / "last.pt")
+    if "resume" not in state:
+        raise ResumeError(f"{run_dir / 'last.pt'} was written without the state a resume needs (by an older "
+                          "train.py); start a new run")
+    config = state["resume"]["config"]
+    unknown = set(config) - set(vars(args))
+    if unknown:
+        raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
+    epochs = args.epochs or config["epochs"]
+    if state["epoch"] >= epochs and (run_dir / "metrics.json").exists():
+        raise ResumeError(f"the run in {run_dir} already finished its {state['epoch']} epochs; "
+                          f"to train it further, pass --epochs N with N > {state['epoch']}")
+    recipe = argparse.Namespace(**{**config, "epochs": epochs, "device": args.device, "data_dir": args.data_dir,
+                                   "out_dir": str(run_dir), "resume": str(run_dir)})
+    return recipe, state
+
+
 def train(args):
-    """The whole recipe; returns the metrics it writes to OUT_DIR/metrics.json."""
+    """The whole recipe, or the rest of it with --resume; returns the metrics it writes to OUT_DIR/metrics.json."""
     started = time.perf_counter()
+    resumed = None
+    if args.resume:
+        args, resumed = read_resume_state(args)
     random.seed(args.seed)
     torch.manual_seed(args.seed)  # seeds the CPU, CUDA and MPS generators
     device = pick_device(args.device)
@@ -203,8 +282,23 @@ def train(args):
                                                            patience=args.lr_patience)
     augment = functools.partial(random_affine, degrees=args.rotate, scale=args.zoom, shift=args.shift)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
-    history, best_key, best_epoch = [], None, None
-    for epoch in range(1, args.epochs + 1):
+    progress = {"history": [], "best_key": None, "best_epoch": None, "seconds": 0.0, "resumed_from": []}
+    if resumed is not None:
+        try:
+            model.load_state_dict(resumed["resume"]["raw_model"])
+            if ema is not None:
+                ema.load_state_dict(resumed["resume"]["ema"])
+            optimizer.load_state_dict(resumed["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{out_dir / 'last.pt'} does not fit model.py "
+                                  f"({str(e).strip().splitlines()[0][:200]}); start a new run") from e
+        scheduler.load_state_dict(resumed["scheduler"])
+        progress = {**resumed["resume"]["progress"]}
+        progress["resumed_from"] = [*progress["resumed_from"], resumed["epoch"] + 1]
+        restore_rng_states(resumed["resume"]["rng"], device)
+        print(f"resuming {out_dir} at epoch {resumed['epoch'] + 1} of {args.epochs}")
+    history, seconds_before = progress["history"], progress["seconds"]  # the time of the earlier pieces
+    for epoch in range(len(history) + 1, args.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
@@ -220,22 +314,27 @@ def train(args):
               f"val loss {val_loss:.4f} acc {val_acc:6.2f}% | {row['seconds']:.1f}s", flush=True)
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                  "metrics": row}
-        if best_key is None or (val_acc, -val_loss) > best_key:  # ties on accuracy go to the lower loss
-            best_key, best_epoch = (val_acc, -val_loss), epoch
+        if progress["best_key"] is None or [val_acc, -val_loss] > progress["best_key"]:  # ties: the lower loss
+            progress["best_key"], progress["best_epoch"] = [val_acc, -val_loss], epoch
             save_checkpoint(out_dir / "best.pt", scored, **state)
-        save_checkpoint(out_dir / "last.pt", scored, **state)
+        progress["seconds"] = seconds_before + time.perf_counter() - started
+        resume_state = {"config": {k: v for k, v in vars(args).items() if k not in ("resume", "out_dir")},
+                        "raw_model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                        "progress": progress, "rng": rng_states(device)}
+        save_checkpoint(out_dir / "last.pt", scored, **state, resume=resume_state)  # all the run's future needs
 
+    best_epoch = progress["best_epoch"]
     best_model, _ = load_model(out_dir / "best.pt", device)  # the test set sees only validation's choice, once
     test_loss, test_acc = evaluate(best_model, *sets["test"])
-    total_seconds = time.perf_counter() - started
+    total_seconds = seconds_before + time.perf_counter() - started
     print(f"best epoch {best_epoch} (val acc {history[best_epoch - 1]['val_acc']:.2f}%) | "
           f"test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all")
-    metrics = {"config": vars(args), "params": params, "device": str(device), "bf16": bf16,
-               "precision_reason": precision_reason,
+    metrics = {"config": vars(args), "params": params,
+               "device": str(device), "bf16": bf16, "precision_reason": precision_reason,
                "threads": torch.get_num_threads(), "machine": platform.machine(), **versions,
-               "history": history, "best_epoch": best_epoch,
-               "best_val_acc": history[best_epoch - 1]["val_acc"], "test_loss": test_loss, "test_acc": test_acc,
-               "total_seconds": total_seconds}
+               "history": history, "best_epoch": best_epoch, "best_val_acc": history[best_epoch - 1]["val_acc"],
+               "test_loss": test_loss, "test_acc": test_acc, "total_seconds": total_seconds,
+               "resumed_at_epochs": progress["resumed_from"]}
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
@@ -243,17 +342,20 @@ def train(args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
+        if not args.resume:  # a resumed run's folder must exist already
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
     except OSError as e:
         sys.exit(f"error: cannot create --out-dir {args.out_dir} ({e.strerror}); choose another folder")
     try:
         train(args)
-    except (DataError, CheckpointError) as e:
+    except (DataError, CheckpointError, ResumeError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:  # e.g. --out-dir not writable, disk full: what was saved before stays intact
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(f"interrupted; the checkpoints saved so far are in {args.out_dir}")
+    except KeyboardInterrupt:  # Ctrl-C: every finished epoch is in last.pt (written whole, or not at all)
+        print(f"\ninterrupted; the finished epochs are saved in {args.out_dir}. To continue: "
+              f"python train.py --resume {shlex.quote(str(args.out_dir))}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
