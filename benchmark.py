@@ -73,6 +73,18 @@ def conventional_loader(data_dir, train_split, batch_size, workers, rotation):
                                        num_workers=workers)
 
 
+def train_through_loader(model, optimizer, loader, max_batches=None):
+    """One training epoch of MODEL over a DataLoader, fp32 (MAX_BATCHES: stop early, for tests)."""
+    model.train()
+    for step, (x, y) in enumerate(loader):
+        if step == max_batches:
+            break
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
 def seed_recipe(data_dir, epochs=19, max_batches=None):
     """The seed repo's recipe, reconstructed, under our protocol: SeedNet, per-image PIL rotation (7 degrees),
     DataLoader with batch 128, Adam + ReduceLROnPlateau on validation loss, EPOCHS epochs, fp32; the last epoch's
@@ -99,14 +111,7 @@ def seed_recipe(data_dir, epochs=19, max_batches=None):
         return loss_sum / seen, 100 * correct / seen
 
     for _ in range(epochs):
-        model.train()
-        for step, (x, y) in enumerate(loaders["train"]):
-            if step == max_batches:
-                break
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        train_through_loader(model, optimizer, loaders["train"], max_batches)
         scheduler.step(scored("val")[0])
     return time.perf_counter() - start, scored("test")[1]
 
@@ -115,16 +120,8 @@ def conventional_epoch_seconds(data_dir, batch_size, workers, max_batches=None):
     """One training epoch of our model the usual way: torchvision MNIST, per-image PIL rotation, DataLoader."""
     loader = conventional_loader(data_dir, "train", batch_size, workers, rotation=10)
     model = Net(ModelConfig())
-    optimizer = torch.optim.Adam(model.parameters())
-    model.train()
     start = time.perf_counter()
-    for step, (x, y) in enumerate(loader):
-        if step == max_batches:
-            break
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    train_through_loader(model, torch.optim.Adam(model.parameters()), loader, max_batches)
     return time.perf_counter() - start
 
 
