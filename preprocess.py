@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 WORK_SIZE = 1024  # long side of the copy digits are found on: even a small digit there is far more than 20x20
-THUMB_SIZE = 64  # long side of the copy the paper's brightness is estimated on
+THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
 MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
@@ -74,21 +74,22 @@ def ink_contrast(rgb):
     thumb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(min(thumb.shape[:2]) / 4),) * 2)
     paper = cv2.morphologyEx(thumb, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    paper = cv2.resize(cv2.GaussianBlur(paper, (3, 3), 0), (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     ratio = rgb / np.maximum(paper, 1e-3)
     return np.clip(1 - ratio.min(axis=2), 0, 1)
 
 
 def ink_mask(contrast):
     """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
-    connected to such pixels; never within the paper's noise."""
+    connected to such pixels; never within the paper's noise, nor on a ruled line."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
     noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, 0.5 * MIN_CONTRAST)
     weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, 0.5 * MIN_CONTRAST)
+    weak = remove_ruled_lines(weak)  # here, where faint lines are whole: else they would grow out of the digits
     _, labels = cv2.connectedComponents(np.uint8(weak), connectivity=8)
-    return np.isin(labels, np.unique(labels[strong]))  # hysteresis: faint stretches of a stroke stay joined
+    return np.isin(labels, np.unique(labels[strong & weak]))  # hysteresis: faint stretches of a stroke stay joined
 
 
 def remove_ruled_lines(mask):
@@ -214,7 +215,7 @@ def digit_regions(mask, contrast):
             nearest.absorb(piece)
     for left, right in zip(digits[:-1], digits[1:]):  # a 4 written in two strokes: the shorter hangs up high
         tall, short = (left, right) if left.height >= right.height else (right, left)
-        if left.gap(right) < 0.1 * tall.height and short.y0 >= tall.y0 - 0.1 * tall.height \
+        if left.gap(right) < 0.06 * tall.height and short.y0 >= tall.y0 - 0.1 * tall.height \
                 and short.y1 <= tall.y1 - 0.2 * tall.height:
             right.absorb(left)
     regions = [np.isin(labels, p.labels) for p in digits if p.labels]
@@ -247,7 +248,7 @@ def mnist_style(ink):
 def digit_images(rgb):
     """The digits of an RGB image, left to right, each as float32 (28, 28) in [0, 1]; ImageError if there is none."""
     contrast = ink_contrast(rgb)
-    mask = remove_ruled_lines(ink_mask(contrast))
+    mask = ink_mask(contrast)
     regions = digit_regions(mask, contrast)
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
