@@ -181,9 +181,14 @@ def pieces_by_column(mask):
     return labels, stats, pieces
 
 
-def widest_stroke(piece, labels, half_width):
+def widest_stroke(piece, labels, stats, half_width):
     """The diameter of the widest circle inside the piece's ink: its stroke width, or more at a blob."""
-    return 2 * max(half_width[labels == i].max() for i in piece.labels)
+    widest = 0.0
+    for i in piece.labels:  # within each label's own box: not a pass over the whole image per label
+        x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                  cv2.CC_STAT_HEIGHT))
+        widest = max(widest, half_width[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].max())
+    return 2 * widest
 
 
 def is_stroke(piece, width, stats, min_height):
@@ -198,14 +203,19 @@ def digit_regions(mask, contrast):
     Touching digits stay one region."""
     labels, stats, pieces = pieces_by_column(mask)
     half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
-    widths = {id(p): widest_stroke(p, labels, half_width) for p in pieces}
+    widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
+    contrast_sums = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=len(stats))
+
+    def mean_contrast(piece):
+        return contrast_sums[piece.labels].sum() / stats[piece.labels, cv2.CC_STAT_AREA].sum()
+
     strokes = [p for p in pieces if is_stroke(p, widths[id(p)], stats, MIN_DIGIT_HEIGHT * min(mask.shape))]
     if len(strokes) >= 3:  # one pen wrote them all: a piece much wider than the others is a blob
         typical = np.median([widths[id(p)] for p in strokes])
         strokes = [p for p in strokes if widths[id(p)] <= 2.5 * typical]
     if not strokes:
         return []
-    reference = max(strokes, key=lambda p: p.height * contrast[np.isin(labels, p.labels)].mean())
+    reference = max(strokes, key=lambda p: p.height * mean_contrast(p))
     margin = 0.25 * reference.height
     in_row = [p for p in pieces if reference.y0 - margin <= (p.y0 + p.y1) / 2 <= reference.y1 + margin]
     digits = [p for p in in_row if p in strokes and p.height >= 0.5 * reference.height]
@@ -218,9 +228,10 @@ def digit_regions(mask, contrast):
         if left.gap(right) < 0.06 * tall.height and short.y0 >= tall.y0 - 0.1 * tall.height \
                 and short.y1 <= tall.y1 - 0.2 * tall.height:
             right.absorb(left)
-    regions = [np.isin(labels, p.labels) for p in digits if p.labels]
-    strengths = [contrast[r].mean() for r in regions]
-    return [r for r, c in zip(regions, strengths) if c >= max(MIN_CONTRAST, 0.4 * max(strengths))]  # not shadows
+    digits = [p for p in digits if p.labels]
+    strongest = max(mean_contrast(p) for p in digits)
+    return [np.isin(labels, p.labels) for p in digits  # not shadows: as dark as the others
+            if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]
 
 
 def mnist_style(ink):

@@ -252,6 +252,22 @@ def read_resume_state(args):
     return recipe, state
 
 
+def restore_run(resumed, path, model, ema, optimizer, scheduler, device):
+    """Load a last.pt's states into the freshly built run; returns its progress (history, best epoch, seconds)."""
+    try:
+        model.load_state_dict(resumed["resume"]["raw_model"])
+        if ema is not None:
+            ema.load_state_dict(resumed["resume"]["ema"])
+        optimizer.load_state_dict(resumed["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path} does not fit model.py ({str(e).strip().splitlines()[0][:200]}); "
+                              "start a new run") from e
+    scheduler.load_state_dict(resumed["scheduler"])
+    restore_rng_states(resumed["resume"]["rng"], device)
+    progress = resumed["resume"]["progress"]
+    return {**progress, "resumed_at_epochs": [*progress["resumed_at_epochs"], resumed["epoch"] + 1]}
+
+
 def train(args):
     """The whole recipe, or the rest of it with --resume; returns the metrics it writes to OUT_DIR/metrics.json."""
     started = time.perf_counter()
@@ -282,20 +298,9 @@ def train(args):
                                                            patience=args.lr_patience)
     augment = functools.partial(random_affine, degrees=args.rotate, scale=args.zoom, shift=args.shift)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
-    progress = {"history": [], "best_key": None, "best_epoch": None, "seconds": 0.0, "resumed_from": []}
+    progress = {"history": [], "best_epoch": None, "seconds": 0.0, "resumed_at_epochs": []}
     if resumed is not None:
-        try:
-            model.load_state_dict(resumed["resume"]["raw_model"])
-            if ema is not None:
-                ema.load_state_dict(resumed["resume"]["ema"])
-            optimizer.load_state_dict(resumed["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{out_dir / 'last.pt'} does not fit model.py "
-                                  f"({str(e).strip().splitlines()[0][:200]}); start a new run") from e
-        scheduler.load_state_dict(resumed["scheduler"])
-        progress = {**resumed["resume"]["progress"]}
-        progress["resumed_from"] = [*progress["resumed_from"], resumed["epoch"] + 1]
-        restore_rng_states(resumed["resume"]["rng"], device)
+        progress = restore_run(resumed, out_dir / "last.pt", model, ema, optimizer, scheduler, device)
         print(f"resuming {out_dir} at epoch {resumed['epoch'] + 1} of {args.epochs}")
     history, seconds_before = progress["history"], progress["seconds"]  # the time of the earlier pieces
     for epoch in range(len(history) + 1, args.epochs + 1):
@@ -314,8 +319,9 @@ def train(args):
               f"val loss {val_loss:.4f} acc {val_acc:6.2f}% | {row['seconds']:.1f}s", flush=True)
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                  "metrics": row}
-        if progress["best_key"] is None or [val_acc, -val_loss] > progress["best_key"]:  # ties: the lower loss
-            progress["best_key"], progress["best_epoch"] = [val_acc, -val_loss], epoch
+        best = history[progress["best_epoch"] - 1] if progress["best_epoch"] else None
+        if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):  # ties: the lower loss
+            progress["best_epoch"] = epoch
             save_checkpoint(out_dir / "best.pt", scored, **state)
         progress["seconds"] = seconds_before + time.perf_counter() - started
         resume_state = {"config": {k: v for k, v in vars(args).items() if k not in ("resume", "out_dir")},
@@ -334,7 +340,7 @@ def train(args):
                "threads": torch.get_num_threads(), "machine": platform.machine(), **versions,
                "history": history, "best_epoch": best_epoch, "best_val_acc": history[best_epoch - 1]["val_acc"],
                "test_loss": test_loss, "test_acc": test_acc, "total_seconds": total_seconds,
-               "resumed_at_epochs": progress["resumed_from"]}
+               "resumed_at_epochs": progress["resumed_at_epochs"]}
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 
