@@ -17,7 +17,7 @@ from torchvision import transforms
 
 import train
 from checkpoint import write_json
-from data import load_mnist, split_train_val, to_float
+from data import DATA_DIR, load_mnist, split_train_val, to_float
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, Net
 
 
@@ -201,7 +201,7 @@ def main(argv=None):
                    help="training precisions to run each seed with (default: bf16 and fp32 where the device has "
                         "native bf16, else fp32)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="as train.py's")
-    p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default="runs/benchmark", help="per-seed runs, benchmark.json and benchmark.md")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2],
                    help="DataLoader worker counts to time the conventional pipeline with")

@@ -1,4 +1,5 @@
 """MNIST in memory: load the IDX files the repo carries, split 50k/10k, augment whole batches."""
+import gzip
 import hashlib
 import math
 import os
@@ -6,11 +7,9 @@ import tempfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import MNIST
-from torchvision.datasets.mnist import read_image_file, read_label_file
-from torchvision.datasets.utils import extract_archive
 
 # SHA256 of the decompressed IDX files: the same for our gzip copies and for the originals a download brings.
 IDX_SHA256 = {
@@ -19,6 +18,7 @@ IDX_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+DATA_DIR = Path(__file__).resolve().parent / "data"  # the repo's own copy, wherever the command is started from
 VAL_SIZE = 10_000
 SPLIT_SEED = 12345  # fixed, and independent of --seed: every run validates on the same 10k images
 
@@ -41,7 +41,7 @@ def _ensure_idx_file(raw, name):
     if not path.exists() and gz.exists():
         with tempfile.TemporaryDirectory(dir=raw) as tmp:  # extract beside, then rename: never half a file
             try:
-                extract_archive(str(gz), tmp)
+                (Path(tmp) / name).write_bytes(gzip.decompress(gz.read_bytes()))
             except (OSError, EOFError, zlib.error) as e:
                 raise DataError(f"{gz} is truncated or corrupt ({e}); restore it with `git checkout -- {gz}`") from e
             os.replace(Path(tmp) / name, path)
@@ -53,8 +53,19 @@ def _ensure_idx_file(raw, name):
     return path
 
 
+def read_idx(path):
+    """An IDX file (big-endian header: magic 0x0000 08 NDIM, then NDIM sizes) as a uint8 tensor of that shape.
+    Read here, not by torchvision, whose import alone takes seconds."""
+    data = path.read_bytes()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy())
+
+
 def _download(data_dir):
     """Fallback when the repo's copy is absent: torchvision's downloader (mirrors are often unreachable)."""
+    from torchvision.datasets import MNIST  # here: only a download needs torchvision
+
     try:
         MNIST(str(data_dir), train=True, download=True)
         MNIST(str(data_dir), train=False, download=True)
@@ -64,17 +75,15 @@ def _download(data_dir):
                         f"copy the four IDX .gz files there") from e
 
 
-def load_mnist(data_dir="data", download=True):
+def load_mnist(data_dir=DATA_DIR, download=True):
     """Return (train_images, train_labels, test_images, test_labels): uint8 (N, 28, 28) and int64 (N,)."""
     raw = raw_folder(data_dir)
     present = any((raw / n).exists() or (raw / f"{n}.gz").exists() for n in IDX_SHA256)
     if not present and download:
         _download(data_dir)
-    paths = {name: _ensure_idx_file(raw, name) for name in IDX_SHA256}
-    return (read_image_file(str(paths["train-images-idx3-ubyte"])),
-            read_label_file(str(paths["train-labels-idx1-ubyte"])),
-            read_image_file(str(paths["t10k-images-idx3-ubyte"])),
-            read_label_file(str(paths["t10k-labels-idx1-ubyte"])))
+    paths = {name: _ensure_idx_file(raw, name) for name in IDX_SHA256}  # checked against IDX_SHA256 first
+    return (read_idx(paths["train-images-idx3-ubyte"]), read_idx(paths["train-labels-idx1-ubyte"]).long(),
+            read_idx(paths["t10k-images-idx3-ubyte"]), read_idx(paths["t10k-labels-idx1-ubyte"]).long())
 
 
 def split_train_val(images, labels, val_size=VAL_SIZE):

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no window: works on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 from checkpoint import CheckpointError, load_model  # noqa: E402
-from data import DataError, load_mnist, to_float  # noqa: E402
+from data import DATA_DIR, DataError, load_mnist, to_float  # noqa: E402
 from predict import DEFAULT_CHECKPOINT  # noqa: E402
 
 MAX_SHOWN_ERRORS = 60
@@ -93,7 +93,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
     p.add_argument("--metrics", help="metrics.json with the training history (default: beside the checkpoint)")
-    p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default="runs/evaluate", help="where the PNG pictures go")
     return p.parse_args(argv)
 

@@ -30,7 +30,7 @@ def export_onnx(model, path, atol=1e-4):
     x = torch.rand(7, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1, max=65536)
     torch.onnx.export(model, (x,), path, input_names=["images"], output_names=["logits"],
-                      dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
+                      dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     (onnx_logits,) = session.run(None, {"images": x.numpy()})
     with torch.inference_mode():
@@ -41,10 +41,12 @@ def export_onnx(model, path, atol=1e-4):
 
 
 def expand_paths(paths):
-    """Files as given; folders recursively, every file inside, sorted. A missing path is kept: it gets an error."""
+    """Files as given; folders recursively, every file inside, sorted, but not hidden ones (.DS_Store, .git/...).
+    A missing path is kept: it gets an error."""
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            yield from sorted(p for p in path.rglob("*") if p.is_file()
+                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
         else:
             yield path
 
@@ -105,6 +107,9 @@ def main(argv=None):
     except CheckpointError as e:
         sys.exit(f"error: {e}")
     if args.export:
+        folder = Path(args.export).absolute().parent
+        if not folder.is_dir():  # before the exporter's minute of work and its pages of output
+            sys.exit(f"error: cannot write {args.export}: there is no folder {folder}")
         try:
             print(export_onnx(model, args.export))
         except Exception as e:  # noqa: BLE001 - the exporter fails in many ways; the user needs one line

@@ -2,6 +2,7 @@
 the official test set is scored once, at the end, on the checkpoint validation chose."""
 import argparse
 import functools
+import importlib.metadata
 import platform
 import random
 import shlex
@@ -11,13 +12,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchsummary import summary
 from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_json
-from data import DataError, load_mnist, random_affine, split_train_val, to_float
+from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float
 from model import ModelConfig, Net, count_parameters
 
 DRY_RUN_BATCHES = 3  # per phase: a smoke run for tests and CI
@@ -67,15 +67,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="seeds weights, batch order and augmentation")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="auto: cuda, then mps, then cpu")
-    p.add_argument("--data-dir", default="data", help="holds MNIST/raw/*-ubyte(.gz)")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default=str(Path("runs") / time.strftime("%Y%m%d-%H%M%S")),
                    help="checkpoints and metrics.json")
     p.add_argument("--dry-run", action="store_true",
                    help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt, with that run's own recipe, and end as it would "
-                        "have; only --epochs (to extend a run), --device and --data-dir may be given with it, and on "
-                        "another device the result is no longer bit-identical")
+                        "have, on the device it ran on; only --epochs (to extend a run), --device and --data-dir may "
+                        "be given with it, and on another device the result is no longer bit-identical")
     return p
 
 
@@ -97,8 +97,9 @@ def parse_args(argv=None):
             p.error(f"argument --{clash[0].replace('_', '-')}: not allowed with --resume, which takes the run's "
                     f"recipe from its checkpoint (only --epochs, --device and --data-dir may be given with it)")
         args.out_dir = args.resume
-        if "epochs" not in given:
-            args.epochs = None  # the run's own
+        for name in ("epochs", "device"):
+            if name not in given:
+                setattr(args, name, None)  # the run's own
     if not 0 < args.lr_factor < 1:
         p.error(f"argument --lr-factor: must be between 0 and 1, got {args.lr_factor}")
     for name in ("ema", "label_smoothing", "dropout", "zoom"):
@@ -244,10 +245,14 @@ def read_resume_state(args):
     if unknown:
         raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
     epochs = args.epochs or config["epochs"]
+    device = args.device or state["resume"].get("device", config["device"])  # the device it ran on, unless told
+    if device == "cuda" and not torch.cuda.is_available() or device == "mps" and not torch.backends.mps.is_available():
+        raise ResumeError(f"the run in {run_dir} trained on {device}, which is not available here; to continue it "
+                          "on this machine's device, pass --device auto (the result is then no longer bit-identical)")
     if state["epoch"] >= epochs and (run_dir / "metrics.json").exists():
         raise ResumeError(f"the run in {run_dir} already finished its {state['epoch']} epochs; "
                           f"to train it further, pass --epochs N with N > {state['epoch']}")
-    recipe = argparse.Namespace(**{**config, "epochs": epochs, "device": args.device, "data_dir": args.data_dir,
+    recipe = argparse.Namespace(**{**config, "epochs": epochs, "device": device, "data_dir": args.data_dir,
                                    "out_dir": str(run_dir), "resume": str(run_dir)})
     return recipe, state
 
@@ -283,7 +288,8 @@ def train(args):
     model = Net(ModelConfig(channels=tuple(args.channels), dropout=args.dropout))
     summary(model.eval(), (1, 28, 28), device="cpu")  # eval: the probe batch must not move BatchNorm's statistics
     params = count_parameters(model)
-    versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
+    versions = {"torch": torch.__version__, "torchvision": importlib.metadata.version("torchvision"),  # no import:
+                "python": platform.python_version()}  # torchvision's takes seconds
     bf16, precision_reason = choose_precision(args.precision, device)
     threads = f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
     print(f"params: {params:,} | device: {device}{threads} | {'bf16' if bf16 else 'fp32'} training "
@@ -326,7 +332,7 @@ def train(args):
         progress["seconds"] = seconds_before + time.perf_counter() - started
         resume_state = {"config": {k: v for k, v in vars(args).items() if k not in ("resume", "out_dir")},
                         "raw_model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                        "progress": progress, "rng": rng_states(device)}
+                        "progress": progress, "rng": rng_states(device), "device": device.type}
         save_checkpoint(out_dir / "last.pt", scored, **state, resume=resume_state)  # all the run's future needs
 
     best_epoch = progress["best_epoch"]

@@ -1,12 +1,15 @@
+import json
 import shutil
 import tempfile
 import unittest
 from pathlib import Path
 from unittest import mock
 
+import repo  # noqa: F401 - first: it puts the repository on the path
+
 import torch
 
-from checkpoint import CheckpointError, load_model, save_checkpoint
+from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
 from model import ModelConfig, Net
 
 
@@ -30,12 +33,33 @@ class CheckpointTest(unittest.TestCase):
         x = torch.rand(4, 1, 28, 28)
         torch.testing.assert_close(loaded(x), self.model(x))
 
-    def test_failed_write_keeps_the_old_checkpoint(self):
+    def test_a_write_that_fails_halfway_keeps_the_old_checkpoint(self):
         save_checkpoint(self.path, self.model, epoch=1)
         before = self.path.read_bytes()
-        with mock.patch("torch.save", side_effect=OSError("disk full")), self.assertRaises(OSError):
+
+        def half_then_disk_full(obj, f):
+            Path(f).write_bytes(before[:100])  # what a full disk or a kill leaves: a part of the file
+            raise OSError("No space left on device")
+        with mock.patch("torch.save", side_effect=half_then_disk_full), self.assertRaises(OSError):
             save_checkpoint(self.path, self.model, epoch=2)
         self.assertEqual(self.path.read_bytes(), before)
+        self.assertEqual([p.name for p in self.dir.iterdir()], ["best.pt"])  # no temporary file left behind
+
+    def test_a_json_write_that_fails_halfway_keeps_the_old_file(self):
+        path = self.dir / "metrics.json"
+        write_json(path, {"test_acc": 99.5})
+        before = path.read_text()
+        write_text = Path.write_text
+
+        def half_then_disk_full(target, text):
+            write_text(target, text[:5])
+            raise OSError("No space left on device")
+        with mock.patch("pathlib.Path.write_text", autospec=True, side_effect=half_then_disk_full), \
+                self.assertRaises(OSError):
+            write_json(path, {"test_acc": 99.6})
+        self.assertEqual(path.read_text(), before)
+        self.assertEqual(json.loads(path.read_text()), {"test_acc": 99.5})
+        self.assertEqual([p.name for p in self.dir.iterdir()], ["metrics.json"])
 
     def test_missing_file(self):
         with self.assertRaisesRegex(CheckpointError, "does not exist"):

@@ -3,12 +3,15 @@ import shutil
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
+
+import repo  # noqa: F401 - first: it puts the repository on the path
 
 import torch
 
-from data import DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val
+from data import DATA_DIR, DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val
 
-REPO_RAW = raw_folder(Path(__file__).resolve().parent.parent / "data")
+REPO_RAW = raw_folder(DATA_DIR)
 
 
 def copy_gz_files(data_dir):
@@ -79,6 +82,24 @@ class DataErrorTest(unittest.TestCase):
     def test_gz_copy_loads(self):
         copy_gz_files(self.dir)
         self.assertEqual(len(load_mnist(self.dir, download=False)[3]), 10000)
+
+    def test_without_the_files_torchvision_downloads_them(self):
+        def download(root, train, download):  # stands for torchvision's MNIST: it fills root/MNIST/raw
+            if not raw_folder(root).exists():
+                copy_gz_files(root)
+        with mock.patch("torchvision.datasets.MNIST", side_effect=download) as mnist:
+            self.assertEqual(len(load_mnist(self.dir)[3]), 10000)
+        self.assertEqual([c.kwargs["train"] for c in mnist.call_args_list], [True, False])
+
+    def test_a_failed_download_is_one_line_that_says_what_to_do(self):
+        with mock.patch("torchvision.datasets.MNIST", side_effect=RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n"
+                                                               "Tried mirrors, got HTTP 503")):
+            with self.assertRaises(DataError) as cm:
+                load_mnist(self.dir)
+        message = str(cm.exception)
+        self.assertEqual(len(message.splitlines()), 1)
+        self.assertIn("downloading it failed (Error downloading train-images-idx3-ubyte.gz:)", message)
+        self.assertIn("copy the four IDX .gz files there", message)
 
 
 class RandomAffineTest(unittest.TestCase):

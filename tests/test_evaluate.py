@@ -6,6 +6,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import repo  # noqa: F401 - first: it puts the repository on the path
+
 import torch
 
 import evaluate
@@ -13,8 +15,8 @@ from checkpoint import load_model
 from data import load_mnist, to_float
 from predict import DEFAULT_CHECKPOINT
 
-REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OTHER_CPU = 0.05  # points of test accuracy (5 of 10k images) that another CPU's arithmetic may flip
 
 
 class ConfusionMatrixTest(unittest.TestCase):
@@ -30,14 +32,14 @@ class ShippedCheckpointTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.model, cls.ckpt = load_model(DEFAULT_CHECKPOINT)
-        _, _, images, cls.labels = load_mnist(REPO / "data")
+        _, _, images, cls.labels = load_mnist()
         cls.images = to_float(images, "cpu")
         cls.metrics = json.loads(DEFAULT_CHECKPOINT.with_name("metrics.json").read_text())
 
     def test_scores_at_least_99_4_on_the_real_test_set(self):
         acc = 100 * (evaluate.predict_labels(self.model, self.images) == self.labels).float().mean().item()
         self.assertGreaterEqual(acc, 99.4)
-        self.assertAlmostEqual(acc, self.metrics["test_acc"], places=2)
+        self.assertAlmostEqual(acc, self.metrics["test_acc"], delta=OTHER_CPU)
 
     def test_is_the_best_by_validation_of_its_run(self):
         self.assertEqual(self.ckpt["epoch"], self.metrics["best_epoch"])
@@ -52,7 +54,8 @@ class ShippedCheckpointTest(unittest.TestCase):
                 data = (Path(out) / name).read_bytes()
                 self.assertTrue(data.startswith(PNG_MAGIC) and len(data) > 5000, name)
         report = stdout.getvalue()
-        self.assertIn(f"test accuracy: {self.metrics['test_acc']:.2f}%", report)
+        reported = float(re.search(r"^test accuracy: (\d+\.\d+)%", report, re.MULTILINE).group(1))
+        self.assertAlmostEqual(reported, self.metrics["test_acc"], delta=OTHER_CPU)
         self.assertIn("per class: 0:", report)
         matrix_rows = [line for line in report.splitlines() if re.fullmatch(r"\s*\d(\s+\d+){10}", line)]
         self.assertEqual(len(matrix_rows), 10)

@@ -1,5 +1,7 @@
 import unittest
 
+import repo  # noqa: F401 - first: it puts the repository on the path
+
 import torch
 from torch import nn
 

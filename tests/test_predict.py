@@ -1,31 +1,44 @@
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import unittest
 from pathlib import Path
 
+from unittest import mock
+
+from repo import call_main, run_script  # noqa: I001 - first: it puts the repository on the path
+
 import numpy as np
+import onnxruntime
 import torch
 from PIL import Image
 
 from checkpoint import load_model
 from data import load_mnist
 from photo_pages import CONDITIONS, as_jpeg, page
-from predict import DEFAULT_CHECKPOINT, predict_images
+import predict
+from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images
 from preprocess import ImageError, digit_images, read_digits, read_rgb
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
 PAGES_PER_CONDITION = 25
 NUMBERS = 60
 
 
+def small_page(rng):
+    """A page size for the tests: a third of the pixels of photo_pages' own, for a third of the time."""
+    return int(rng.integers(320, 640)), int(rng.integers(320, 640))
+
+
 def run_predict(*args):
-    return subprocess.run([sys.executable, "predict.py", *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    """predict.py as a user starts it: a new process."""
+    return run_script("predict.py", *args)
+
+
+def call_predict(*args):
+    """predict.py's main in this process: the same exit code and output, without a second's start-up."""
+    return call_main(predict.main, *args)
 
 
 def person_style(digit, rng, dark_ink=True):
@@ -50,7 +63,7 @@ class PreprocessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.model, _ = load_model(DEFAULT_CHECKPOINT)
-        _, _, cls.images, cls.labels = load_mnist(REPO / "data")
+        _, _, cls.images, cls.labels = load_mnist()
         cls.digits, cls.sample_labels = cls.images[list(SAMPLE)].numpy(), cls.labels[list(SAMPLE)].tolist()
 
     def read(self, img):
@@ -83,7 +96,9 @@ class PreprocessTest(unittest.TestCase):
         self.assertGreaterEqual(right / len(rows), 0.99, f"{right} of {len(rows)}")
         for r in rows:
             self.assertAlmostEqual(sum(r["probabilities"]), 1, places=3)
-            self.assertEqual(r["confidence"], max(r["probabilities"]))
+            self.assertEqual(r["digits"][0]["digit"], r["digit"])
+            self.assertEqual(r["confidence"], r["probabilities"][r["digit"]])  # the chosen digit's own probability
+            self.assertEqual(r["digit"], max(range(10), key=r["probabilities"].__getitem__))
 
     def test_photo_like_pages_of_one_digit(self):
         """Uneven light, shadow edges, ruled lines, blue ink, pencil, tilt, blur, JPEG: >= 97% read right."""
@@ -91,7 +106,7 @@ class PreprocessTest(unittest.TestCase):
         wrong = []
         for condition in CONDITIONS:
             for i in rng.choice(len(self.images), PAGES_PER_CONDITION, replace=False):
-                got = self.read(as_jpeg(page([self.images[i].numpy()], rng, condition), rng))
+                got = self.read(as_jpeg(page([self.images[i].numpy()], rng, condition, small_page(rng)), rng))
                 if got != str(int(self.labels[i])):
                     wrong.append(f"{condition}: {int(self.labels[i])} read as {got!r}")
         total = len(CONDITIONS) * PAGES_PER_CONDITION
@@ -104,7 +119,7 @@ class PreprocessTest(unittest.TestCase):
             picks = rng.choice(len(self.images), 4, replace=False)
             expected = "".join(str(int(self.labels[i])) for i in picks)
             condition = CONDITIONS[k % len(CONDITIONS)]
-            got = self.read(as_jpeg(page([self.images[i].numpy() for i in picks], rng, condition), rng))
+            got = self.read(as_jpeg(page([self.images[i].numpy() for i in picks], rng, condition, small_page(rng)), rng))
             if got != expected:
                 wrong.append(f"{condition}: {expected} read as {got!r}")
         self.assertGreaterEqual(1 - len(wrong) / NUMBERS, 0.9, f"{len(wrong)} of {NUMBERS} wrong: {wrong}")
@@ -170,7 +185,7 @@ class PredictCliTest(unittest.TestCase):
     def setUp(self):
         self.dir = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, self.dir)
-        _, _, images, labels = load_mnist(REPO / "data")
+        _, _, images, labels = load_mnist()
         Image.fromarray(255 - images[0].numpy()).save(self.dir / "seven.png")
         self.label = int(labels[0])
 
@@ -191,54 +206,81 @@ class PredictCliTest(unittest.TestCase):
 
     def test_a_blank_page_is_an_error_and_the_others_are_still_read(self):
         Image.new("RGB", (400, 300), (235, 235, 228)).save(self.dir / "blank.jpg")
-        proc = run_predict("--json", self.dir)
+        proc = call_predict("--json", self.dir)
         self.assertEqual(proc.returncode, 1)
         rows = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
         self.assertIn("no digit found", rows["blank.jpg"]["error"])
         self.assertEqual(rows["seven.png"]["digit"], self.label)
 
     def test_a_number_and_what_the_model_saw(self):
-        _, _, images, labels = load_mnist(REPO / "data")
+        _, _, images, labels = load_mnist()
         picks = [3, 2, 1, 0]  # leading digits of the test set, "0" among them
         strip = np.concatenate([255 - images[i].numpy() for i in picks], axis=1)  # side by side, white paper
         Image.fromarray(np.pad(strip, 20, constant_values=255)).save(self.dir / "number.png")
         expected = "".join(str(int(labels[i])) for i in picks)
         seen = self.dir / "seen"
-        proc = run_predict("--json", "--save-preprocessed", seen, self.dir / "number.png", self.dir / "seven.png")
+        proc = call_predict("--json", "--save-preprocessed", seen, self.dir / "number.png", self.dir / "seven.png")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         number, single = map(json.loads, proc.stdout.splitlines())
         self.assertEqual(number["number"], expected)
         self.assertEqual([d["digit"] for d in number["digits"]], [int(c) for c in expected])
         self.assertNotIn("digit", number)  # the single-digit fields are for single digits
-        for d in number["digits"]:
-            self.assertEqual(d["confidence"], max(d["probabilities"]))
         self.assertEqual((single["number"], single["digit"]), (str(self.label), self.label))
         self.assertEqual(single["digits"][0]["confidence"], single["confidence"])
         names = sorted(p.name for p in seen.iterdir())
         self.assertEqual(names, ["number_1.png", "number_2.png", "number_3.png", "number_4.png", "seven.png"])
+        model, _ = load_model(DEFAULT_CHECKPOINT)
+        saved = {}
         for name in names:
             with Image.open(seen / name) as img:
                 self.assertEqual((img.size, img.mode), ((28, 28), "L"))
-        proc = run_predict(self.dir / "number.png")
+                saved[name] = np.asarray(img, np.float32) / 255
+        expected_images = read_digits(self.dir / "number.png") + read_digits(self.dir / "seven.png")
+        for name, image in zip(names, expected_images):  # the very images the model saw, to PNG's rounding
+            self.assertLess(np.abs(saved[name] - image).max(), 1 / 255 + 1e-6, name)
+        probabilities = predict_images(model, [saved[n] for n in names[:4]])  # and they read as the JSON says
+        for d, p in zip(number["digits"], probabilities):
+            self.assertEqual(d["digit"], int(p.argmax()))
+            self.assertAlmostEqual(d["confidence"], float(p[d["digit"]]), delta=0.02)
+        proc = call_predict(self.dir / "number.png")
         self.assertRegex(proc.stdout, rf"number\.png: {expected} \({expected[0]}: \d+\.\d%, {expected[1]}: ")
 
     def test_plain_output(self):
-        proc = run_predict(self.dir / "seven.png")
+        proc = call_predict(self.dir / "seven.png")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertRegex(proc.stdout, rf"seven\.png: {self.label} \(\d+\.\d%\)")
 
     def test_bad_checkpoint_is_one_line(self):
         (self.dir / "bad.pt").write_text("nope")
-        proc = run_predict("--checkpoint", self.dir / "bad.pt", self.dir / "seven.png")
+        proc = call_predict("--checkpoint", self.dir / "bad.pt", self.dir / "seven.png")
         self.assertEqual(proc.returncode, 1)
         self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*bad\.pt cannot be read[^\n]*$")
+
+    def test_folders_are_searched_recursively_without_hidden_files(self):
+        for name in ("a/b/deep.png", "a/top.jpg", ".hidden.png", "a/.DS_Store", ".git/objects/x.png", "z.png"):
+            (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.dir / name).write_bytes(b"")
+        found = [p.relative_to(self.dir).as_posix() for p in expand_paths([self.dir])]
+        self.assertEqual(found, ["a/b/deep.png", "a/top.jpg", "seven.png", "z.png"])
+        self.assertEqual(list(expand_paths([self.dir / ".hidden.png"])), [self.dir / ".hidden.png"])  # asked for
+
+    def test_export_failures_are_one_line(self):
+        proc = call_predict("--export", self.dir / "no" / "folder" / "model.onnx")
+        self.assertEqual((proc.returncode, proc.stderr), (1, f"error: cannot write {self.dir}/no/folder/model.onnx: "
+                                                              f"there is no folder {self.dir}/no/folder\n"))
+        with mock.patch("torch.onnx.export", side_effect=RuntimeError("Failed to convert the exported program.\n"
+                                                                      "Next steps: ...")):
+            proc = call_predict("--export", self.dir / "model.onnx")
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (1, f"error: export to {self.dir}/model.onnx failed: Failed to convert the exported program.\n"))
 
     def test_export_to_onnx_matches_pytorch(self):
         proc = run_predict("--export", self.dir / "model.onnx")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("match PyTorch", proc.stdout)
-        import onnxruntime
         session = onnxruntime.InferenceSession(str(self.dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        self.assertEqual(([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]),
+                         (["images"], ["logits"]))
         model, _ = load_model(DEFAULT_CHECKPOINT)
         x = torch.rand(33, 1, 28, 28)  # another batch size than the export's example
         (logits,) = session.run(None, {"images": x.numpy()})
