@@ -23,6 +23,29 @@ def predict_images(model, images):
     return torch.softmax(model(x), dim=1).cpu()
 
 
+# A wide piece is cut in two only where the model is unsure of it as one digit and at least this sure of each half:
+# a single digit, even a sloppy one, is not cut into two confident ones (an 8 into 11)
+UNSURE_OF_A_WHOLE, SURE_OF_A_HALF = 0.6, 0.9
+
+
+def read_number(model, digits):
+    """(the number, each digit's probabilities, the 28x28 images read) for the Digits preprocess found. A piece wide
+    enough to be two touching digits is read as the halves of its best cut when the model is surer of each half
+    than of the whole."""
+    def read(digit):
+        (whole,) = predict_images(model, [digit.image])
+        best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
+        for left, right in digit.cuts if float(whole.max()) < UNSURE_OF_A_WHOLE else []:
+            halves = read(left) + read(right)
+            sureness = min(float(p.max()) for p, _ in halves)
+            if sureness > best_sureness:
+                best, best_sureness = halves, sureness
+        return best
+    read_out = [pair for digit in digits for pair in read(digit)]
+    probs = torch.stack([p for p, _ in read_out])
+    return "".join(str(int(p.argmax())) for p in probs), probs, [image for _, image in read_out]
+
+
 def export_onnx(model, path, atol=1e-4):
     """Write MODEL to PATH as ONNX (any batch size), run it in onnxruntime and compare with PyTorch."""
     import onnxruntime  # imported here: only export needs it
@@ -66,6 +89,18 @@ def parse_args(argv=None):
     return args
 
 
+def json_row(path, probs):
+    """What --json prints for PATH (and app.py answers): the number, and each digit's confidence and
+    probabilities; for a single digit, its fields at the top level too."""
+    digits = [int(p.argmax()) for p in probs]
+    row = {"path": str(path), "number": "".join(map(str, digits)),
+           "digits": [{"digit": d, "confidence": round(float(p[d]), 6),
+                       "probabilities": [round(float(q), 6) for q in p]} for d, p in zip(digits, probs)]}
+    if len(digits) == 1:  # the single-digit fields, as before numbers were read
+        row = {"path": row["path"], **row["digits"][0], **row}
+    return row
+
+
 def report(path, probs=None, error=None, as_json=False):
     """One line for PATH: its number and each digit's confidence, or the error."""
     if error is not None:
@@ -74,12 +109,7 @@ def report(path, probs=None, error=None, as_json=False):
     digits = [int(p.argmax()) for p in probs]
     number = "".join(map(str, digits))
     if as_json:
-        row = {"path": str(path), "number": number,
-               "digits": [{"digit": d, "confidence": round(float(p[d]), 6),
-                           "probabilities": [round(float(q), 6) for q in p]} for d, p in zip(digits, probs)]}
-        if len(digits) == 1:  # the single-digit fields, as before numbers were read
-            row = {"path": row["path"], **row["digits"][0], **row}
-        print(json.dumps(row), flush=True)
+        print(json.dumps(json_row(path, probs)), flush=True)
     else:
         confidences = [f"{100 * float(p[d]):.1f}%" for d, p in zip(digits, probs)]
         if len(digits) > 1:
@@ -117,14 +147,14 @@ def main(argv=None):
     failed, taken = 0, set()
     for path in expand_paths(args.paths):
         try:
-            images = read_digits(path)
+            _, probs, images = read_number(model, read_digits(path))
         except ImageError as e:
             report(path, error=str(e), as_json=args.json)
             failed += 1
             continue
         if args.save_preprocessed:
             save_preprocessed(Path(args.save_preprocessed), path, images, taken)
-        report(path, predict_images(model, images), as_json=args.json)
+        report(path, probs, as_json=args.json)
     sys.exit(1 if failed else 0)
 
 

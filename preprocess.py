@@ -1,7 +1,9 @@
 """From a photo or scan to what MNIST's digits look like: the paper's light and shadows are taken out, ink is found
 by its contrast in its strongest colour channel, ruled lines and specks are dropped, and each digit, left to right,
 becomes a 28x28 image of light ink on black with its centre of mass at the centre."""
-from dataclasses import dataclass
+import io
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -13,19 +15,25 @@ THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
 MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
+MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
+SPLIT_ASPECT = 0.8  # width over height beyond which a piece may be two digits written touching
 
 
 class ImageError(Exception):
     """An image that cannot be read or holds no digit; the message says why."""
 
 
-def read_rgb(path, work_size=WORK_SIZE):
-    """Any image PIL reads as float32 RGB (H, W, 3) in [0, 1], its long side at most WORK_SIZE; EXIF rotation applied,
-    transparency flattened onto white paper, 16-bit and float greys scaled (not clipped)."""
-    if not Path(path).is_file():
+def read_rgb(source, work_size=WORK_SIZE):
+    """Any image PIL reads (a path, or the file's bytes) as float32 RGB (H, W, 3) in [0, 1], its long side at most
+    WORK_SIZE; EXIF rotation applied, transparency flattened onto white paper, 16-bit and float greys scaled (not
+    clipped). An image of more pixels than PIL's decompression-bomb limit is refused, not decoded."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    elif not Path(source).is_file():
         raise ImageError("no such file")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(), Image.open(source) as img:
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.draft("RGB", (work_size, work_size))  # JPEG: decode at 1/2, 1/4 or 1/8 size, much faster
             img = ImageOps.exif_transpose(img)  # phone photos carry their rotation in EXIF
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
@@ -36,8 +44,10 @@ def read_rgb(path, work_size=WORK_SIZE):
             img = img.convert("RGB")
             img.thumbnail((work_size, work_size), Image.Resampling.BOX)  # only ever shrinks
             rgb = np.asarray(img, dtype=np.float32) / 255  # decodes now, inside the try: truncated files fail here
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        reason = str(e).splitlines()[0].replace(f" {source!r}", "") if str(e) else type(e).__name__
+        raise ImageError(f"not a readable image ({reason})") from e
     return rgb
 
 
@@ -79,11 +89,26 @@ def ink_contrast(rgb):
     return np.clip(1 - ratio.min(axis=2), 0, 1)
 
 
+def beyond_sheet(smooth, noise):
+    """Dark regions that run along the picture's edge (a desk around the sheet, the sheet's own edge in shadow):
+    they are not paper, and left in they would set the thresholds that ink is told from paper by."""
+    loose = np.uint8(smooth > np.median(smooth) + max(4 * noise, 0.5 * MIN_CONTRAST))
+    side = odd(0.025 * min(smooth.shape))  # wider than ruled lines and pen strokes: what survives is a region
+    wide = cv2.morphologyEx(loose, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
+    count, labels = cv2.connectedComponents(wide, connectivity=8)
+    beyond = np.isin(labels, sorted(along_border(wide > 0, labels, count) - {0}))
+    if not beyond.any():
+        return beyond
+    grow = odd(0.01 * min(smooth.shape))  # and the soft band where the desk meets the sheet
+    return cv2.dilate(np.uint8(beyond), np.ones((grow, grow), np.uint8)) > 0
+
+
 def ink_mask(contrast):
     """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
-    connected to such pixels; never within the paper's noise, nor on a ruled line."""
+    connected to such pixels; never within the paper's noise, nor on a ruled line, nor beyond the sheet."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
     noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
+    smooth[beyond_sheet(smooth, noise)] = 0
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, 0.5 * MIN_CONTRAST)
     weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, 0.5 * MIN_CONTRAST)
@@ -198,6 +223,16 @@ def is_stroke(piece, width, stats, min_height):
         and tallest >= max(min_height, 0.5 * piece.height)
 
 
+def is_sheet_edge(piece, shape):
+    """A long thin piece running beside the picture's edge, within its outer band: the edge of a sheet on a desk or
+    of a tilted page, left as a line where its dark side was cut away (writing keeps clear of the margins)."""
+    h, w = shape
+    width = piece.x1 - piece.x0
+    upright = piece.height > 3 * width and piece.height > 0.3 * h and (piece.x1 < MARGIN * w or piece.x0 > (1 - MARGIN) * w)
+    lying = width > 3 * piece.height and width > 0.3 * w and (piece.y1 < MARGIN * h or piece.y0 > (1 - MARGIN) * h)
+    return upright or lying
+
+
 def digit_regions(mask, contrast):
     """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit.
     Touching digits stay one region."""
@@ -209,7 +244,8 @@ def digit_regions(mask, contrast):
     def mean_contrast(piece):
         return contrast_sums[piece.labels].sum() / stats[piece.labels, cv2.CC_STAT_AREA].sum()
 
-    strokes = [p for p in pieces if is_stroke(p, widths[id(p)], stats, MIN_DIGIT_HEIGHT * min(mask.shape))]
+    strokes = [p for p in pieces if is_stroke(p, widths[id(p)], stats, MIN_DIGIT_HEIGHT * min(mask.shape))
+               and not is_sheet_edge(p, mask.shape)]
     if len(strokes) >= 3:  # one pen wrote them all: a piece much wider than the others is a blob
         typical = np.median([widths[id(p)] for p in strokes])
         strokes = [p for p in strokes if widths[id(p)] <= 2.5 * typical]
@@ -256,22 +292,65 @@ def mnist_style(ink):
     return canvas
 
 
+@dataclass
+class Digit:
+    """A digit as MNIST would have it, float32 (28, 28) in [0, 1], and, where its ink is wide enough to be two
+    digits written touching, the same ink cut in two at each of the places it is thinnest: (left, right) Digits.
+    The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
+    image: np.ndarray
+    cuts: list = field(default_factory=list)
+
+
+def thin_columns(region, count=3):
+    """Up to COUNT columns between a fifth and four fifths of REGION's width where its ink is thinnest (smoothed
+    over a stroke's width), each a stroke's width from the others: where two touching digits may meet."""
+    columns = region.sum(axis=0).astype(np.float32)
+    width = len(columns)
+    stroke = max(1, width // 10)
+    columns = np.convolve(columns, np.ones(stroke) / stroke, mode="same")
+    chosen = []
+    for x in np.argsort(columns[int(0.2 * width):int(0.8 * width)], kind="stable") + int(0.2 * width):
+        if all(abs(int(x) - c) >= stroke for c in chosen):
+            chosen.append(int(x))
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def tall_enough(half, height):
+    """Is HALF of a piece as tall as a digit beside another would be (not the corner of one digit)?"""
+    rows = np.nonzero(half.any(axis=1))[0]
+    return len(rows) > 0 and rows[-1] - rows[0] + 1 >= 0.7 * height
+
+
+def as_digit(region, contrast, cut=True):
+    """REGION (a boolean mask) as a Digit: its ink in MNIST's form, and (CUT) its cuts in two where it is wide.
+    Halves are not cut again: two touching digits are read, three are not."""
+    near = cv2.dilate(np.uint8(region), np.ones((3, 3), np.uint8)) > 0  # keep the strokes' soft edges
+    ink = np.where(near, contrast, 0)
+    ink = np.clip(ink / np.percentile(ink[region], 90), 0, 1)  # faint pencil and dark ink alike reach full ink
+    rows, cols = np.nonzero(region)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    cuts = []
+    if cut and x1 - x0 > SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
+        for cut in thin_columns(region[y0:y1, x0:x1]):
+            left, right = region.copy(), region.copy()
+            left[:, x0 + cut:], right[:, :x0 + cut] = False, False
+            if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
+                cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
+    return Digit(mnist_style(ink), cuts)
+
+
 def digit_images(rgb):
-    """The digits of an RGB image, left to right, each as float32 (28, 28) in [0, 1]; ImageError if there is none."""
+    """The digits of an RGB image, left to right, as Digits; ImageError if there is none."""
     contrast = ink_contrast(rgb)
     mask = ink_mask(contrast)
     regions = digit_regions(mask, contrast)
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
-    images = []
-    for region in regions:
-        near = cv2.dilate(np.uint8(region), np.ones((3, 3), np.uint8)) > 0  # keep the strokes' soft edges
-        ink = np.where(near, contrast, 0)
-        ink = np.clip(ink / np.percentile(ink[region], 90), 0, 1)  # faint pencil and dark ink alike reach full ink
-        images.append(mnist_style(ink))
-    return images
+    return [as_digit(region, contrast) for region in regions]
 
 
 def read_digits(path):
-    """The digits in the image file at PATH, left to right: a list of float32 (28, 28) images in [0, 1]."""
+    """The digits in the image file at PATH, left to right, as Digits."""
     return digit_images(read_rgb(path))

@@ -11,9 +11,96 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-CONDITIONS = ("plain", "gradient", "shadow", "ruled", "blue_ink", "pencil", "tilt", "blur", "everything")
+PAGE_CONDITIONS = ("plain", "gradient", "shadow", "ruled", "blue_ink", "pencil", "tilt", "blur", "everything")
+CONDITIONS = PAGE_CONDITIONS + ("desk",)  # a sheet lying on a desk: the commonest phone photo
+
+
+# Handwriting-like fonts from Debian's font packages (fonts-dkg-handwriting, fonts-breip, fonts-femkeklaver,
+# fonts-humor-sans, fonts-comic-neue, fonts-klee, fonts-bwht), where installed: another hand than MNIST's writers.
+FONT_FOLDERS = ("fifthhorseman", "breip", "femkeklaver", "humor-sans", "comic-neue", "klee", "bwht")
+HAND_SIZE = 112  # side of the square a drawn digit is made on (then scaled like an MNIST digit)
+
+# Digits as pen strokes in a unit box (x right, y down), with the variants people write: a European 1 with its
+# flag (and a foot), a 7 with a bar, an open 4 in two strokes, a 9 with a straight or a curved tail.
+STROKES = {
+    0: [[[(.5, .08), (.78, .25), (.8, .7), (.5, .92), (.22, .72), (.2, .28), (.5, .08), (.6, .14)]]],
+    1: [[[(.5, .08), (.5, .92)]], [[(.3, .3), (.56, .08), (.56, .92)]],
+        [[(.28, .32), (.55, .08), (.55, .9)], [(.32, .92), (.78, .92)]]],
+    2: [[[(.22, .3), (.4, .1), (.66, .1), (.76, .3), (.62, .52), (.22, .9), (.8, .88)]]],
+    3: [[[(.24, .2), (.5, .08), (.74, .22), (.66, .42), (.44, .5), (.7, .58), (.76, .78), (.5, .92), (.22, .82)]]],
+    4: [[[(.62, .92), (.62, .08), (.18, .64), (.82, .64)]], [[(.3, .08), (.22, .6), (.82, .6)], [(.64, .3), (.64, .94)]]],
+    5: [[[(.74, .1), (.32, .1), (.28, .44), (.56, .4), (.76, .6), (.68, .84), (.44, .92), (.22, .82)]],
+        [[(.3, .1), (.27, .44), (.56, .4), (.76, .6), (.68, .84), (.44, .92), (.22, .82)], [(.3, .1), (.76, .1)]]],
+    6: [[[(.7, .08), (.42, .32), (.24, .64), (.36, .9), (.64, .88), (.74, .66), (.52, .5), (.26, .64)]]],
+    7: [[[(.2, .1), (.8, .1), (.42, .92)]], [[(.2, .1), (.8, .1), (.42, .92)], [(.36, .52), (.76, .52)]]],
+    8: [[[(.5, .5), (.26, .3), (.5, .08), (.74, .3), (.5, .5), (.24, .72), (.5, .92), (.76, .72), (.5, .5)]]],
+    9: [[[(.74, .34), (.5, .52), (.26, .34), (.5, .1), (.74, .3), (.72, .92)]],
+        [[(.74, .34), (.5, .52), (.26, .34), (.5, .1), (.74, .3), (.7, .7), (.5, .92)]]],
+}
+
+
+def font_files():
+    root = Path("/usr/share/fonts")
+    return sorted(f for folder in FONT_FOLDERS for f in root.rglob(f"{folder}/*") if f.suffix in (".ttf", ".otf")
+                  and f.name != "BecauseWeCreate-Regular.otf")  # its digits are outlines, not strokes
+
+
+def _as_mnist_box(ink):
+    """Fit a drawn digit (light on black, uint8) into the middle 5/7 of a square, as MNIST's 20 of 28 pixels."""
+    rows, cols = np.nonzero(np.asarray(ink) > 40)
+    if not len(rows):
+        return np.zeros((HAND_SIZE, HAND_SIZE), np.uint8)
+    crop = ink.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+    scale = HAND_SIZE * 20 / 28 / max(crop.size)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+    box = Image.new("L", (HAND_SIZE, HAND_SIZE), 0)
+    box.paste(crop, ((HAND_SIZE - crop.width) // 2, (HAND_SIZE - crop.height) // 2))
+    return np.asarray(box)
+
+
+def font_digit(digit, rng, fonts):
+    """DIGIT in one of FONTS, slanted and rotated a little, thinned or thickened: a uint8 square, light on black."""
+    big = 3 * HAND_SIZE
+    canvas = Image.new("L", (big, big), 0)
+    font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(big * 0.55))
+    ImageDraw.Draw(canvas).text((big / 2, big / 2), str(digit), fill=255, font=font, anchor="mm")
+    slant = rng.uniform(-0.3, 0.15)  # most hands lean right
+    canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, slant, -slant * big / 2, 0, 1, 0),
+                              Image.Resampling.BICUBIC).rotate(rng.uniform(-8, 8), Image.Resampling.BICUBIC)
+    weight = int(rng.integers(-1, 3))  # thin ball-pen to thick marker
+    if weight:
+        canvas = canvas.filter(ImageFilter.MaxFilter(4 * weight + 1) if weight > 0 else ImageFilter.MinFilter(3))
+    return _as_mnist_box(canvas)
+
+
+def _catmull_rom(points, per_segment=16):
+    """A smooth curve through POINTS, as a person's pen goes through them."""
+    p = np.array([points[0], *points, points[-1]], np.float32)
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
+    curve = [0.5 * (2 * p[i] + (p[i + 1] - p[i - 1]) * t + (2 * p[i - 1] - 5 * p[i] + 4 * p[i + 1] - p[i + 2]) * t ** 2
+                    + (3 * p[i] - p[i - 1] - 3 * p[i + 1] + p[i + 2]) * t ** 3) for i in range(1, len(p) - 2)]
+    return np.concatenate([*curve, p[-2:-1]])
+
+
+def stroke_digit(digit, rng):
+    """DIGIT drawn as strokes along smooth curves through jittered points of one of its written forms, slanted,
+    with a pen of random width: a uint8 square, light on black."""
+    big = 3 * HAND_SIZE
+    strokes = STROKES[digit][int(rng.integers(len(STROKES[digit])))]
+    slant, squeeze = rng.uniform(-0.3, 0.1), rng.uniform(0.75, 1.15)
+    width = int(big * rng.uniform(0.025, 0.09))  # ball-pen to marker
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    for stroke in strokes:
+        points = np.array(stroke, np.float32) + rng.normal(0, 0.025, (len(stroke), 2))
+        points[:, 0] = 0.5 + (points[:, 0] - 0.5) * squeeze - slant * (points[:, 1] - 0.5)
+        curve = _catmull_rom(points) * big * 0.8 + big * 0.1
+        draw.line([tuple(q) for q in curve], fill=255, width=width, joint="curve")
+        for x, y in curve[[0, -1]]:  # round pen ends
+            draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
+    return _as_mnist_box(canvas.filter(ImageFilter.GaussianBlur(big / 200)))
 
 
 def _paper(rng, w, h):
@@ -56,41 +143,110 @@ def _ruled_lines(rng, page, digit_height):
     return np.asarray(img, np.float32)
 
 
-def page(digits, rng, condition, size=None):
-    """An RGB PIL image of DIGITS (uint8 MNIST arrays, 28x28) written side by side on a photo-like page."""
+def _desk(rng, w, h):
+    """A desk under the sheet: wood, a dark or light table, a cutting mat; a colour, grain or mottling, and light."""
+    kind = rng.choice(["wood", "dark", "light", "mat", "blue"])
+    colour = {"wood": (rng.uniform(110, 180), rng.uniform(70, 120), rng.uniform(30, 80)),
+              "dark": (rng.uniform(20, 70),) * 3, "light": (rng.uniform(140, 190),) * 3,
+              "mat": (rng.uniform(30, 70), rng.uniform(80, 130), rng.uniform(60, 90)),
+              "blue": (rng.uniform(40, 90), rng.uniform(60, 110), rng.uniform(110, 170))}[kind]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    texture = np.ones((h, w), np.float32)
+    if kind == "wood":  # grain: stripes of varying width along one direction
+        angle = rng.uniform(0, math.pi)
+        t = x * math.cos(angle) + y * math.sin(angle)
+        texture += 0.12 * np.sin(t / rng.uniform(3, 12) + 2 * np.sin(t / rng.uniform(40, 90)))
+    coarse = rng.normal(0, 1, (max(2, h // 40), max(2, w // 40))).astype(np.float32)  # mottling
+    texture += rng.uniform(0.03, 0.1) * np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC))
+    return np.clip(np.array(colour, np.float32) * texture[..., None], 0, 255)
+
+
+def _sheet_corners(rng, w, h):
+    """The corners of a sheet lying skewed on a desk that shows along one to four of the picture's borders."""
+    shown = rng.choice(4, size=int(rng.integers(1, 5)), replace=False)  # 0 left, 1 top, 2 right, 3 bottom
+    inset = [rng.uniform(0.04, 0.18) if side in shown else -0.1 for side in range(4)]  # -: beyond the picture
+    x0, y0, x1, y1 = inset[0] * w, inset[1] * h, (1 - inset[2]) * w, (1 - inset[3]) * h
+    angle, cx, cy = math.radians(rng.uniform(-4, 4)), (x0 + x1) / 2, (y0 + y1) / 2
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    return [(cx + (x - cx) * math.cos(angle) - (y - cy) * math.sin(angle),
+             cy + (x - cx) * math.sin(angle) + (y - cy) * math.cos(angle)) for x, y in corners]
+
+
+def _writable_box(corners, w, h):
+    """Where digits may go: inside the sheet (and the picture) with a margin, whatever the skew."""
+    xs, ys = sorted(x for x, _ in corners), sorted(y for _, y in corners)
+    x0, x1 = max(xs[1], 0) + 0.05 * w, min(xs[2], w) - 0.05 * w
+    y0, y1 = max(ys[1], 0) + 0.05 * h, min(ys[2], h) - 0.05 * h
+    return x0, y0, x1, y1
+
+
+def _specks(rng, img, box, count):
+    """Dirt on the paper: a few small dark dots inside BOX."""
+    draw = ImageDraw.Draw(out := Image.fromarray(np.uint8(np.clip(img, 0, 255))))
+    radius = max(1.0, min(img.shape[:2]) / 400)
+    for _ in range(count):
+        x, y, r = rng.uniform(box[0], box[2]), rng.uniform(box[1], box[3]), radius * rng.uniform(0.7, 2.5)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(int(rng.uniform(40, 120)),) * 3)
+    return np.asarray(out, np.float32)
+
+
+def _ink_columns(alpha):
+    columns = np.nonzero(alpha.max(axis=0) > 0.2)[0]
+    return (int(columns[0]), int(columns[-1]) + 1) if len(columns) else (0, alpha.shape[1])
+
+
+def page(digits, rng, condition, size=None, touching=False):
+    """An RGB PIL image of DIGITS (uint8 square arrays of light ink on black, MNIST's 28x28 or bigger) written side
+    by side on a photo-like page; none for a blank page. TOUCHING: each digit's ink touches or overlaps the last's."""
     conditions = {condition} if condition != "everything" else \
-        {c for c in CONDITIONS[1:-1] if rng.random() < 0.5} | {"tilt"}
+        {c for c in PAGE_CONDITIONS[1:-1] if rng.random() < 0.5} | {"tilt"}
     w, h = size or (int(rng.integers(500, 1000)), int(rng.integers(500, 1000)))
-    frame = rng.uniform(0.35, 0.75) * min(h, w) / max(1, 0.75 * len(digits))  # a 28x28 digit's side, in pixels
-    frame = min(frame, 0.85 * w / (1.3 * len(digits)), 0.85 * h)  # room for the gaps
+    corners = _sheet_corners(rng, w, h) if "desk" in conditions else None
+    bx0, by0, bx1, by1 = _writable_box(corners, w, h) if corners else (0.05 * w, 0.05 * h, 0.95 * w, 0.95 * h)
+    n = max(1, len(digits))
+    frame = rng.uniform(0.35, 0.75) * min(by1 - by0, bx1 - bx0) / max(1, 0.75 * n)  # a digit box's side, in pixels
+    frame = min(frame, 0.95 * (bx1 - bx0) / (1.3 * n), 0.95 * (by1 - by0))  # room for the gaps
     s = max(8, int(frame))
-    gaps = rng.uniform(0.0, 0.3, size=len(digits) - 1) * s
-    total_w = len(digits) * s + gaps.sum()
-    left, top = rng.uniform(0.05 * w, w - total_w - 0.05 * w), rng.uniform(0.05 * h, h - s - 0.05 * h)
+    bigs = [np.clip(np.asarray(Image.fromarray(d).resize((s, s), Image.Resampling.BICUBIC), np.float32) / 255, 0, 1)
+            for d in digits]
+    if touching:  # ink to ink: from a hair's gap to an eighth of a digit's overlap
+        ink = [_ink_columns(b) for b in bigs]
+        steps = [ink[i][1] - ink[i + 1][0] + rng.uniform(-0.12, 0.01) * s for i in range(len(bigs) - 1)]
+    else:
+        steps = list(s + rng.uniform(0.0, 0.3, size=max(0, len(digits) - 1)) * s)
+    total_w = s + sum(steps)
+    left = rng.uniform(bx0, max(bx0, bx1 - total_w))
+    top = rng.uniform(by0, max(by0, by1 - s))
     alpha = np.zeros((h, w), np.float32)
     x = left
-    for i, digit in enumerate(digits):
-        big = np.asarray(Image.fromarray(digit).resize((s, s), Image.Resampling.BICUBIC), np.float32) / 255
+    for i, big in enumerate(bigs):
         y0, x0 = int(top + rng.uniform(-0.05, 0.05) * s), int(x)
-        y0 = min(max(y0, 0), h - s)
-        alpha[y0:y0 + s, x0:x0 + s] = np.maximum(alpha[y0:y0 + s, x0:x0 + s], np.clip(big, 0, 1))
-        x += s + (gaps[i] if i < len(gaps) else 0)
+        y0, x0 = min(max(y0, 0), h - s), min(max(x0, 0), w - s)
+        alpha[y0:y0 + s, x0:x0 + s] = np.maximum(alpha[y0:y0 + s, x0:x0 + s], big)
+        x += steps[i] if i < len(steps) else 0
 
     paper = _paper(rng, w, h)
     if "ruled" in conditions:
         paper = _ruled_lines(rng, paper, 20 / 28 * s)
     if "blue_ink" in conditions:
-        ink = np.array([rng.uniform(10, 60), rng.uniform(30, 90), rng.uniform(120, 200)], np.float32)
+        ink_colour = np.array([rng.uniform(10, 60), rng.uniform(30, 90), rng.uniform(120, 200)], np.float32)
     else:
-        ink = np.full(3, rng.uniform(15, 60), np.float32)
+        ink_colour = np.full(3, rng.uniform(15, 60), np.float32)
     strength = 1.0
     if "pencil" in conditions:  # grey, faint and grainy
-        ink = np.full(3, rng.uniform(80, 140), np.float32)
+        ink_colour = np.full(3, rng.uniform(80, 140), np.float32)
         strength = rng.uniform(0.5, 0.8)
         alpha = alpha * np.clip(1 + rng.normal(0, 0.25, alpha.shape), 0, 1.5)
     a = np.clip(alpha * strength, 0, 1)[..., None]
-    img = paper * (1 - a) + ink * a
-    img *= _illumination(rng, w, h, "gradient" in conditions, "shadow" in conditions)[..., None]
+    img = paper * (1 - a) + ink_colour * a
+    if corners:  # dirt on the sheet, then the desk around it, skewed, its edge softened by the lens
+        img = _specks(rng, img, (bx0, by0, bx1, by1), int(rng.integers(2, 9)))
+        sheet = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(sheet).polygon(corners, fill=255)
+        sheet = np.asarray(sheet.filter(ImageFilter.GaussianBlur(0.8)), np.float32)[..., None] / 255
+        img = img * sheet + _desk(rng, w, h) * (1 - sheet)
+    shadow = "shadow" in conditions or (corners is not None and rng.random() < 0.5)  # across the sheet's edge too
+    img *= _illumination(rng, w, h, "gradient" in conditions, shadow)[..., None]
     img += rng.normal(0, rng.uniform(1.5, 5), img.shape)  # sensor noise
     out = Image.fromarray(np.uint8(np.clip(img, 0, 255)))
     if "tilt" in conditions:
@@ -109,24 +265,65 @@ def as_jpeg(img, rng):
 
 
 def reader():
-    """(read, images, labels): read(PIL image) -> (the number the shipped model reads, the 28x28 images it saw)."""
+    """(read, images, labels): read(PIL image) -> (the number the shipped model reads, or "" where it reports no
+    digit; the 28x28 images it saw), and the MNIST test set."""
     repo = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(repo))
     from checkpoint import load_model
     from data import load_mnist
-    from predict import DEFAULT_CHECKPOINT, predict_images
+    from predict import DEFAULT_CHECKPOINT, read_number
     from preprocess import ImageError, digit_images
 
     model, _ = load_model(DEFAULT_CHECKPOINT)
-    _, _, images, labels = load_mnist(repo / "data")
+    _, _, images, labels = load_mnist()
 
     def read(img):
         try:
             digits = digit_images(np.asarray(img.convert("RGB"), np.float32) / 255)
+            number, _, seen = read_number(model, digits)
         except ImageError:
             return "", []
-        return "".join(str(int(p.argmax())) for p in predict_images(model, digits)), digits
+        return number, seen
     return read, images, labels
+
+
+class Hands:
+    """Digits to write: MNIST's test digits, digits in handwriting-like fonts, or pen strokes along splines."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels, self.fonts = images, labels, font_files()
+
+    def draw(self, rng, count, hand):
+        """(COUNT digit images in HAND, their labels as a string)."""
+        if hand == "mnist":
+            picks = rng.choice(len(self.images), count, replace=False)
+            return [self.images[i].numpy() for i in picks], "".join(str(int(self.labels[i])) for i in picks)
+        labels = rng.integers(0, 10, count)
+        if hand == "other" and self.fonts:  # half in fonts, half in strokes
+            hand = "font" if rng.random() < 0.5 else "stroke"
+        digits = [font_digit(d, rng, self.fonts) if hand == "font" else stroke_digit(d, rng) for d in labels]
+        return digits, "".join(map(str, labels))
+
+
+BLANK_CONDITIONS = ("plain", "gradient", "shadow", "ruled", "tilt", "blur", "desk", "everything")
+
+
+def kinds(hands, rng, count, size=None):
+    """The pages of each kind the README's table measures: (kind, page, the number on it or "" for none)."""
+    def pages(kind, n_digits, hand, conditions, touching=False):
+        for k in range(count):
+            digits, truth = hands.draw(rng, n_digits, hand) if n_digits else ([], "")
+            yield kind, as_jpeg(page(digits, rng, conditions[k % len(conditions)], size, touching), rng), truth
+    for condition in CONDITIONS:
+        yield from pages(f"single digit, {condition.replace('_', ' ')}", 1, "mnist", [condition])
+    yield from pages("4-digit number, each condition in turn", 4, "mnist", CONDITIONS)
+    yield from pages("single digit, sheet on a desk, other hands", 1, "other", ["desk"])
+    yield from pages("4-digit number, sheet on a desk", 4, "mnist", ["desk"])
+    yield from pages("single digit, other hands, each condition in turn", 1, "other", CONDITIONS)
+    yield from pages("4-digit number, other hands, each condition in turn", 4, "other", CONDITIONS)
+    yield from pages("2-digit number written touching, each condition in turn", 2, "mnist", CONDITIONS, True)
+    yield from pages("2-digit number written touching, other hands", 2, "other", CONDITIONS, True)
+    yield from pages("blank page, each lighting in turn", 0, None, BLANK_CONDITIONS)
 
 
 def picture(path, seed):
@@ -157,32 +354,66 @@ def picture(path, seed):
     print(f"wrote {path}")
 
 
-def measure(per_condition, numbers, seed):
-    """Print the share of pages read right per condition, and of 4-digit numbers."""
+def measure(count, seed, failures=None, only=""):
+    """Print, per kind of page, how many were read right (a blank page: reported as blank), and how many pages
+    with a digit were called blank. FAILURES: save a grid of the pages read wrong there."""
     read, images, labels = reader()
-    rng = np.random.default_rng(seed)
-    for condition in CONDITIONS:
-        picks = rng.choice(len(images), per_condition, replace=False)
-        right = sum(read(as_jpeg(page([images[i].numpy()], rng, condition), rng))[0] == str(int(labels[i]))
-                    for i in picks)
-        print(f"{condition:>10}: {right}/{per_condition} single digits right ({100 * right / per_condition:.1f}%)")
-    right = 0
-    for k in range(numbers):
-        picks = rng.choice(len(images), 4, replace=False)
-        expected = "".join(str(int(labels[i])) for i in picks)
-        condition = CONDITIONS[k % len(CONDITIONS)]
-        right += read(as_jpeg(page([images[i].numpy() for i in picks], rng, condition), rng))[0] == expected
-    print(f"4-digit numbers (each condition in turn): {right}/{numbers} right ({100 * right / numbers:.1f}%)")
+    rng, hands = np.random.default_rng(seed), Hands(images, labels)
+    tally, wrong, called_blank, with_digits = {}, [], 0, 0
+    for kind, img, truth in kinds(hands, rng, count):
+        if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
+            continue
+        got, seen = read(img)
+        right, total = tally.get(kind, (0, 0))
+        tally[kind] = (right + (got == truth), total + 1)
+        with_digits += bool(truth)
+        called_blank += bool(truth) and not got
+        if got != truth:
+            wrong.append((kind, img, seen, truth, got))
+    print("| pages | read right | share |\n|---|---|---|")
+    for kind, (right, total) in tally.items():
+        print(f"| {kind} | {right} of {total} | {100 * right / total:.1f}% |")
+    blank_right, blank_total = tally.get("blank page, each lighting in turn", (0, 0))
+    print(f"\npages with a digit reported as blank: {called_blank} of {with_digits}; blank pages read as a digit: "
+          f"{blank_total - blank_right} of {blank_total}")
+    if failures:
+        grid(failures, wrong[:24])
+
+
+def grid(path, cases):
+    """A picture of CASES (kind, page, what the model saw, truth, read): the page above, the 28x28 images below."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = max(1, min(6, len(cases)))
+    rows = max(1, -(-len(cases) // columns))
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(2.4 * columns, 3.4 * rows), height_ratios=[3, 1] * rows,
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for k, (kind, img, seen, truth, got) in enumerate(cases):
+        top, bottom = axes[2 * (k // columns), k % columns], axes[2 * (k // columns) + 1, k % columns]
+        top.imshow(np.asarray(img))
+        top.set_title(kind[:34], fontsize=6)
+        bottom.imshow(np.hstack(seen) if seen else np.zeros((28, 28)), cmap="gray")
+        bottom.set_title(f"read {got or 'blank'} (truth {truth or 'blank'})", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--pages", type=int, default=50, help="single-digit pages per condition")
-    p.add_argument("--numbers", type=int, default=50, help="pages with a 4-digit number")
+    p.add_argument("--pages", type=int, default=50, help="pages of each kind")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--failures", metavar="PNG", help="also save a grid of the pages read wrong")
+    p.add_argument("--only", default="", metavar="TEXT", help="only the kinds of page whose name holds TEXT")
     p.add_argument("--picture", metavar="PNG", help="instead, save a figure of a few pages and what the model saw")
     args = p.parse_args()
     if args.picture:
         picture(args.picture, args.seed)
     else:
-        measure(args.pages, args.numbers, args.seed)
+        measure(args.pages, args.seed, args.failures, args.only)
