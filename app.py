@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from checkpoint import CheckpointError, load_model
-from predict import DEFAULT_CHECKPOINT, json_row, read_number
+from predict import DEFAULT_CHECKPOINT, json_row, model_or_exit, read_number
 from preprocess import ImageError, digit_images, read_rgb
 
 MAX_BODY = 20 * 1024 * 1024  # bytes: a phone photo is a few MB
@@ -135,10 +134,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        model, _ = load_model(args.checkpoint)
-    except CheckpointError as e:
-        sys.exit(f"error: {e}")
+    model = model_or_exit(args.checkpoint)
     torch.set_num_threads(1)  # many small requests at once: one thread each beats threads fighting over cores
     try:
         server = make_server(model, args.host, args.port)

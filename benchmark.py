@@ -214,7 +214,8 @@ def main(argv=None):
     device = train.pick_device(args.device)
     precisions = args.precisions or default_precisions(device)
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]
-    machine = {"device": device.type, "device_name": device_name(device), "native_bf16": default_precisions(device)[0] == "bf16",
+    machine = {"device": device.type, "device_name": device_name(device),
+               "native_bf16": default_precisions(device)[0] == "bf16",
                "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "torchvision": torchvision.__version__, "python": platform.python_version()}
     print(f"machine: {machine}", flush=True)

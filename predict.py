@@ -1,5 +1,6 @@
 """Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
-what MNIST looks like (preprocess.py), then classified. Digits that touch each other are read as one."""
+what MNIST looks like (preprocess.py), then classified. Two digits that touch are read as two when the model is
+surer of the halves than of the whole (about half the time); three that touch are read as fewer."""
 import argparse
 import json
 import sys
@@ -130,12 +131,17 @@ def save_preprocessed(folder, path, images, taken):
         Image.fromarray(np.uint8(np.round(255 * image))).save(folder / name)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def model_or_exit(checkpoint):
+    """The model in CHECKPOINT, or exit with its one-line error."""
     try:
-        model, _ = load_model(args.checkpoint)
+        return load_model(checkpoint)[0]
     except CheckpointError as e:
         sys.exit(f"error: {e}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = model_or_exit(args.checkpoint)
     if args.export:
         folder = Path(args.export).absolute().parent
         if not folder.is_dir():  # before the exporter's minute of work and its pages of output

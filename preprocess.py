@@ -228,8 +228,10 @@ def is_sheet_edge(piece, shape):
     of a tilted page, left as a line where its dark side was cut away (writing keeps clear of the margins)."""
     h, w = shape
     width = piece.x1 - piece.x0
-    upright = piece.height > 3 * width and piece.height > 0.3 * h and (piece.x1 < MARGIN * w or piece.x0 > (1 - MARGIN) * w)
-    lying = width > 3 * piece.height and width > 0.3 * w and (piece.y1 < MARGIN * h or piece.y0 > (1 - MARGIN) * h)
+    beside_a_side = piece.x1 < MARGIN * w or piece.x0 > (1 - MARGIN) * w
+    beside_top_or_bottom = piece.y1 < MARGIN * h or piece.y0 > (1 - MARGIN) * h
+    upright = piece.height > 3 * width and piece.height > 0.3 * h and beside_a_side
+    lying = width > 3 * piece.height and width > 0.3 * w and beside_top_or_bottom
     return upright or lying
 
 
@@ -303,15 +305,17 @@ class Digit:
 
 def thin_columns(region, count=3):
     """Up to COUNT columns between a fifth and four fifths of REGION's width where its ink is thinnest (smoothed
-    over a stroke's width), each a stroke's width from the others: where two touching digits may meet."""
+    over a stroke's width) and crosses the ink once, each a stroke's width from the others: where two touching
+    digits may meet."""
     columns = region.sum(axis=0).astype(np.float32)
     width = len(columns)
     stroke = max(1, width // 10)
     columns = np.convolve(columns, np.ones(stroke) / stroke, mode="same")
     chosen = []
     for x in np.argsort(columns[int(0.2 * width):int(0.8 * width)], kind="stable") + int(0.2 * width):
-        if all(abs(int(x) - c) >= stroke for c in chosen):
-            chosen.append(int(x))
+        runs = np.count_nonzero(np.diff(np.r_[0, region[:, x].astype(np.int8), 0]) == 1)
+        if runs <= 1 and all(abs(int(x) - c) >= stroke for c in chosen):  # two runs: across a loop (a 0), not
+            chosen.append(int(x))  # where two digits touch
         if len(chosen) == count:
             break
     return chosen

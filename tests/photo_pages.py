@@ -30,7 +30,8 @@ STROKES = {
         [[(.28, .32), (.55, .08), (.55, .9)], [(.32, .92), (.78, .92)]]],
     2: [[[(.22, .3), (.4, .1), (.66, .1), (.76, .3), (.62, .52), (.22, .9), (.8, .88)]]],
     3: [[[(.24, .2), (.5, .08), (.74, .22), (.66, .42), (.44, .5), (.7, .58), (.76, .78), (.5, .92), (.22, .82)]]],
-    4: [[[(.62, .92), (.62, .08), (.18, .64), (.82, .64)]], [[(.3, .08), (.22, .6), (.82, .6)], [(.64, .3), (.64, .94)]]],
+    4: [[[(.62, .92), (.62, .08), (.18, .64), (.82, .64)]],
+        [[(.3, .08), (.22, .6), (.82, .6)], [(.64, .3), (.64, .94)]]],
     5: [[[(.74, .1), (.32, .1), (.28, .44), (.56, .4), (.76, .6), (.68, .84), (.44, .92), (.22, .82)]],
         [[(.3, .1), (.27, .44), (.56, .4), (.76, .6), (.68, .84), (.44, .92), (.22, .82)], [(.3, .1), (.76, .1)]]],
     6: [[[(.7, .08), (.42, .32), (.24, .64), (.36, .9), (.64, .88), (.74, .66), (.52, .5), (.26, .64)]]],
@@ -54,7 +55,8 @@ def _as_mnist_box(ink):
         return np.zeros((HAND_SIZE, HAND_SIZE), np.uint8)
     crop = ink.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
     scale = HAND_SIZE * 20 / 28 / max(crop.size)
-    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    crop = crop.resize(size, Image.Resampling.LANCZOS)
     box = Image.new("L", (HAND_SIZE, HAND_SIZE), 0)
     box.paste(crop, ((HAND_SIZE - crop.width) // 2, (HAND_SIZE - crop.height) // 2))
     return np.asarray(box)
@@ -334,7 +336,7 @@ def picture(path, seed):
 
     read, images, labels = reader()
     rng = np.random.default_rng(seed)
-    shown = [("shadow", 1), ("ruled", 1), ("blue_ink", 1), ("pencil", 1), ("everything", 4), ("everything", 4)]
+    shown = [("shadow", 1), ("ruled", 1), ("desk", 1), ("pencil", 1), ("everything", 4), ("desk", 4)]
     fig, axes = plt.subplots(2, len(shown), figsize=(2.2 * len(shown), 4.6), height_ratios=[3, 1])
     for column, (condition, count) in enumerate(shown):
         picks = rng.choice(len(images), count, replace=False)

@@ -1,6 +1,7 @@
 import io
 import json
 import shutil
+import socket
 import statistics
 import struct
 import sys
@@ -14,7 +15,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from repo import REPO  # noqa: I001 - first: it puts the repository on the path
+from repo import run_script, start_script  # noqa: I001 - first: it puts the repository on the path
 
 import numpy as np
 from PIL import Image
@@ -58,20 +59,29 @@ def png_claiming(width, height):
         chunk(b"IEND", b"")
 
 
+def start_server():
+    """(server, its URL): app.py's server for the shipped model, serving on a free port in a thread."""
+    model, _ = load_model(DEFAULT_CHECKPOINT)
+    server = app.make_server(model, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stop_server(server):
+    server.shutdown()
+    server.server_close()
+
+
 class ServerTest(unittest.TestCase):
     """The HTTP API, against a server on a free port, as curl or the page use it."""
 
     @classmethod
     def setUpClass(cls):
-        cls.model, _ = load_model(DEFAULT_CHECKPOINT)
-        cls.server = app.make_server(cls.model, "127.0.0.1", 0)
-        cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}"
-        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+        cls.server, cls.url = start_server()
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.shutdown()
-        cls.server.server_close()
+        stop_server(cls.server)
 
     def request(self, path, body=None, method=None, headers=None):
         """(status, JSON or bytes) of one request; a 4xx or 5xx answer is returned, not raised."""
@@ -107,7 +117,6 @@ class ServerTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "photo.jpg"
             path.write_bytes(body)
-            from repo import run_script
             proc = run_script("predict.py", "--json", path)
         cli = json.loads(proc.stdout)
         self.assertEqual({**obj, "path": str(path)}, cli)  # the same object, but for the name of the file
@@ -164,16 +173,25 @@ class ServerTest(unittest.TestCase):
                 self.assertIn("error", json.loads(body))
 
     def test_eight_clients_at_once(self):
-        """8 clients, 50 drawn digits each: every request answered, and right; the latency is printed."""
+        """8 clients, 50 drawn digits each, against `python app.py` in its own process (the clients' threads would
+        otherwise share the server's interpreter): every request answered, and right; the latency is printed."""
         bodies = [(d, drawn(d, seed=d)) for d in range(10)]  # the digits test_drawn_digits_are_read reads
+        with socket.socket() as probe:  # a free port for the server
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = start_script("app.py", "--port", port)
+        self.addCleanup(server.kill)
+        self.assertIn("serving on http://127.0.0.1:", server.stdout.readline())
+        url = f"http://127.0.0.1:{port}/predict"
 
         def client(k):
             results = []
             for i in range(50):
                 digit, body = bodies[(k + i) % 10]
                 start = time.perf_counter()
-                status, obj = self.request("/predict", body)
-                results.append((time.perf_counter() - start, status == 200 and obj["number"] == str(digit)))
+                with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=60) as response:
+                    number = json.loads(response.read())["number"]
+                results.append((time.perf_counter() - start, number == str(digit)))
             return results
         with ThreadPoolExecutor(8) as pool:
             results = [r for rs in pool.map(client, range(8)) for r in rs]
@@ -195,10 +213,7 @@ class BrowserTest(unittest.TestCase):
     def setUpClass(cls):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
-        cls.model, _ = load_model(DEFAULT_CHECKPOINT)
-        cls.server = app.make_server(cls.model, "127.0.0.1", 0)
-        cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}/"
-        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+        cls.server, cls.url = start_server()
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         cls.profile = tempfile.mkdtemp()
@@ -211,8 +226,7 @@ class BrowserTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.browser.quit()
-        cls.server.shutdown()
-        cls.server.server_close()
+        stop_server(cls.server)
         shutil.rmtree(cls.profile, ignore_errors=True)
 
     def wait_for_answer(self, not_this="-"):
@@ -225,7 +239,7 @@ class BrowserTest(unittest.TestCase):
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.actions.action_builder import ActionBuilder
         from selenium.webdriver.common.actions.pointer_input import PointerInput
-        self.browser.get(self.url)
+        self.browser.get(self.url + "/")
         pad = self.browser.find_element("id", "pad")
         self.browser.find_element("id", "clear").click()
         actions = ActionChains(self.browser)

@@ -92,8 +92,8 @@ class DataErrorTest(unittest.TestCase):
         self.assertEqual([c.kwargs["train"] for c in mnist.call_args_list], [True, False])
 
     def test_a_failed_download_is_one_line_that_says_what_to_do(self):
-        with mock.patch("torchvision.datasets.MNIST", side_effect=RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n"
-                                                               "Tried mirrors, got HTTP 503")):
+        failure = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors, got HTTP 503")
+        with mock.patch("torchvision.datasets.MNIST", side_effect=failure):
             with self.assertRaises(DataError) as cm:
                 load_mnist(self.dir)
         message = str(cm.exception)

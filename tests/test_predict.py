@@ -118,7 +118,8 @@ class PreprocessTest(unittest.TestCase):
             picks = rng.choice(len(self.images), 4, replace=False)
             expected = "".join(str(int(self.labels[i])) for i in picks)
             condition = PAGE_CONDITIONS[k % len(PAGE_CONDITIONS)]
-            got = self.read(as_jpeg(page([self.images[i].numpy() for i in picks], rng, condition, small_page(rng)), rng))
+            digits = [self.images[i].numpy() for i in picks]
+            got = self.read(as_jpeg(page(digits, rng, condition, small_page(rng)), rng))
             if got != expected:
                 wrong.append(f"{condition}: {expected} read as {got!r}")
         self.assertGreaterEqual(1 - len(wrong) / NUMBERS, 0.9, f"{len(wrong)} of {NUMBERS} wrong: {wrong}")
@@ -300,8 +301,8 @@ class PredictCliTest(unittest.TestCase):
         with mock.patch("torch.onnx.export", side_effect=RuntimeError("Failed to convert the exported program.\n"
                                                                       "Next steps: ...")):
             proc = call_predict("--export", self.dir / "model.onnx")
-        self.assertEqual((proc.returncode, proc.stderr),
-                         (1, f"error: export to {self.dir}/model.onnx failed: Failed to convert the exported program.\n"))
+        expected = f"error: export to {self.dir}/model.onnx failed: Failed to convert the exported program.\n"
+        self.assertEqual((proc.returncode, proc.stderr), (1, expected))
 
     def test_export_to_onnx_matches_pytorch(self):
         proc = run_predict("--export", self.dir / "model.onnx")

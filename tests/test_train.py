@@ -77,6 +77,11 @@ class ArgumentTest(unittest.TestCase):
                     self.assertIn("".join(f"(default: {action.default})".split()), text, action.dest)
 
 
+def no_cpu_capability():
+    """torch without its private CPU-capability call (as torch 2.6 is): train.py must read /proc/cpuinfo."""
+    return mock.patch.object(torch._C._cpu, "_get_cpu_capability", None, create=True)
+
+
 class PrecisionPolicyTest(unittest.TestCase):
     """bf16 autocast only where the hardware computes in bf16: the device's capability is mocked."""
 
@@ -110,11 +115,10 @@ class PrecisionPolicyTest(unittest.TestCase):
         for cpuinfo, expected in (("flags\t: fpu avx512f avx512_bf16 avx512_vnni\n", True),
                                   ("flags\t: fpu sse amx_bf16 amx_tile\n", True),
                                   ("flags\t: fpu avx2 avx512f avx512_vnni\n", False)):
-            with self.subTest(cpuinfo=cpuinfo), mock.patch.object(torch._C._cpu, "_get_cpu_capability", None, create=True), \
+            with self.subTest(cpuinfo=cpuinfo), no_cpu_capability(), \
                     mock.patch("pathlib.Path.read_text", return_value=cpuinfo):
                 self.assertEqual(train.cpu_has_native_bf16(), expected)
-        with mock.patch.object(torch._C._cpu, "_get_cpu_capability", None, create=True), \
-                mock.patch("pathlib.Path.read_text", side_effect=FileNotFoundError("/proc/cpuinfo")):
+        with no_cpu_capability(), mock.patch("pathlib.Path.read_text", side_effect=FileNotFoundError("/proc/cpuinfo")):
             self.assertFalse(train.cpu_has_native_bf16())  # not Linux
 
     def test_asking_wins_over_auto(self):
@@ -167,7 +171,8 @@ class DryRunTest(unittest.TestCase):
         bad = self.dir / "bad_data" / "MNIST" / "raw"
         bad.mkdir(parents=True)
         (bad / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b truncated")
-        proc = call_main(train.main, "--dry-run", "--data-dir", self.dir / "bad_data", "--out-dir", self.dir / "bad_run")
+        proc = call_main(train.main, "--dry-run", "--data-dir", self.dir / "bad_data",
+                         "--out-dir", self.dir / "bad_run")
         self.assertEqual(proc.returncode, 1)
         self.assertNotIn("Traceback", proc.stderr)
         self.assertRegex(proc.stderr.strip(), r"^error: .*train-images-idx3-ubyte\.gz is truncated or corrupt[^\n]*$")
