@@ -89,26 +89,11 @@ def ink_contrast(rgb):
     return np.clip(1 - ratio.min(axis=2), 0, 1)
 
 
-def beyond_sheet(smooth, noise):
-    """Dark regions that run along the picture's edge (a desk around the sheet, the sheet's own edge in shadow):
-    they are not paper, and left in they would set the thresholds that ink is told from paper by."""
-    loose = np.uint8(smooth > np.median(smooth) + max(4 * noise, 0.5 * MIN_CONTRAST))
-    side = odd(0.025 * min(smooth.shape))  # wider than ruled lines and pen strokes: what survives is a region
-    wide = cv2.morphologyEx(loose, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side)))
-    count, labels = cv2.connectedComponents(wide, connectivity=8)
-    beyond = np.isin(labels, sorted(along_border(wide > 0, labels, count) - {0}))
-    if not beyond.any():
-        return beyond
-    grow = odd(0.01 * min(smooth.shape))  # and the soft band where the desk meets the sheet
-    return cv2.dilate(np.uint8(beyond), np.ones((grow, grow), np.uint8)) > 0
-
-
 def ink_mask(contrast):
     """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
-    connected to such pixels; never within the paper's noise, nor on a ruled line, nor beyond the sheet."""
+    connected to such pixels; never within the paper's noise, nor on a ruled line."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
     noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
-    smooth[beyond_sheet(smooth, noise)] = 0
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, 0.5 * MIN_CONTRAST)
     weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, 0.5 * MIN_CONTRAST)

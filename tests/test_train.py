@@ -347,6 +347,8 @@ class ResumeTest(unittest.TestCase):
         self.assertEqual((len(metrics["history"]), metrics["resumed_at_epochs"]), (13, [13]))
         self.assertGreaterEqual(metrics["total_seconds"], 1000.0 + metrics["history"][12]["seconds"])
         self.assertLessEqual(metrics["total_seconds"], 1000.0 + this_piece)
+        carried = load_checkpoint(run_dir / "last.pt")["resume"]["progress"]["seconds"]  # for the next resume
+        self.assertGreaterEqual(carried, 1000.0 + metrics["history"][12]["seconds"])
 
     def test_resume_stays_on_the_runs_own_device(self):
         """A run started with --device cpu continues on the CPU on a machine with a GPU, unless told otherwise."""
