@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms
 
+import hardware
 import train
 from checkpoint import write_json
 from data import DATA_DIR, load_mnist, split_train_val, to_float
@@ -186,7 +187,7 @@ def markdown(runs, machine, command, speed=None):
 
 def default_precisions(device):
     """Both paths where the hardware has native bf16, else fp32 only (emulated bf16 measures nothing useful)."""
-    bf16, _ = train.choose_precision("auto", device)
+    bf16, _ = hardware.choose_precision("auto", device)
     return ["bf16", "fp32"] if bf16 else ["fp32"]
 
 
@@ -211,7 +212,7 @@ def main(argv=None):
     p.add_argument("--train-args", default="", help="extra train.py arguments, e.g. '--epochs 5' (not the default!)")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir)
-    device = train.pick_device(args.device)
+    device = hardware.pick_device(args.device)
     precisions = args.precisions or default_precisions(device)
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]
     machine = {"device": device.type, "device_name": device_name(device),

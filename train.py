@@ -16,18 +16,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchsummary import summary
 from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_json
+from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
 from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float
+from hardware import choose_precision, pick_device
 from model import ModelConfig, Net, count_parameters
+from resume import RESUMABLE, ResumeError, read_resume_state, restore_run, rng_states
 
 DRY_RUN_BATCHES = 3  # per phase: a smoke run for tests and CI
 EVAL_BATCH_SIZE = 1000  # no gradients, so big batches: fewer, more efficient kernel calls
 POSTFIX_EVERY = 50  # steps between progress-bar updates; each one waits for the device
-RESUMABLE = ("epochs", "device", "data_dir")  # what --resume lets differ from the run's own config: not the recipe
-
-
-class ResumeError(Exception):
-    """A run folder that --resume cannot continue; the message says why."""
 
 
 def positive(kind):
@@ -117,44 +114,6 @@ def parse_args(argv=None):
     return args
 
 
-def pick_device(name):
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_native_bf16():
-    """AVX512-BF16 or AMX: x86 instructions that compute in bf16; elsewhere oneDNN emulates it, slower than fp32."""
-    capability = getattr(torch._C._cpu, "_get_cpu_capability", None)  # private; absent from older torch
-    if capability is not None:
-        flags = capability()
-        return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
-    try:
-        return bool({"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()))
-    except OSError:  # not Linux: assume none
-        return False
-
-
-def choose_precision(precision, device):
-    """(bf16?, why): bf16 autocast only where the hardware computes in bf16 natively, else fp32."""
-    if precision != "auto":
-        return precision == "bf16", "--precision " + precision
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        if major >= 8:  # Ampere and newer; is_bf16_supported() would also say yes to emulated bf16 (T4, V100)
-            return True, f"GPU compute capability {major}.{minor} has native bf16"
-        return False, f"GPU compute capability {major}.{minor} has no native bf16 (fp16 was not measured)"
-    if device.type == "cpu":
-        if cpu_has_native_bf16():
-            return True, "CPU has native bf16 (AVX512-BF16 or AMX)"
-        return False, "CPU has no native bf16 (AVX512-BF16 or AMX)"
-    return False, f"{device.type}: bf16 autocast is not used there"
-
-
 def train_one_epoch(model, optimizer, images, labels, batch_size, desc, augment, bf16=False, label_smoothing=0.0,
                     ema=None):
     """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
@@ -207,70 +166,6 @@ def load_sets(data_dir, device, dry_run_batch_size=None):
                  "test": DRY_RUN_BATCHES * EVAL_BATCH_SIZE}
         sets = {k: (x[:sizes[k]], y[:sizes[k]]) for k, (x, y) in sets.items()}
     return {k: (to_float(x, device), y.to(device)) for k, (x, y) in sets.items()}
-
-
-def rng_states(device):
-    """The states of every random generator a run draws from, to resume it exactly."""
-    states = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    if device.type == "mps":
-        states["mps"] = torch.mps.get_rng_state()
-    return states
-
-
-def restore_rng_states(states, device):
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    torch.set_rng_state(states["torch"])
-    if device.type == "cuda" and "cuda" in states:  # a run moved to another device draws other numbers from here
-        torch.cuda.set_rng_state(states["cuda"], device)
-    if device.type == "mps" and "mps" in states:
-        torch.mps.set_rng_state(states["mps"])
-
-
-def read_resume_state(args):
-    """Check RUN_DIR/last.pt before anything is written, and return it with the recipe ARGS continue."""
-    run_dir = Path(args.resume)
-    if not run_dir.is_dir():
-        raise ResumeError(f"--resume {run_dir}: no such folder")
-    if not (run_dir / "last.pt").is_file():
-        raise ResumeError(f"--resume {run_dir}: it holds no last.pt, so no epoch of it finished; start a new run")
-    state = load_checkpoint(run_dir / "last.pt")
-    if "resume" not in state:
-        raise ResumeError(f"{run_dir / 'last.pt'} was written without the state a resume needs (by an older "
-                          "train.py); start a new run")
-    config = state["resume"]["config"]
-    unknown = set(config) - set(vars(args))
-    if unknown:
-        raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
-    epochs = args.epochs or config["epochs"]
-    device = args.device or state["resume"].get("device", config["device"])  # the device it ran on, unless told
-    if device == "cuda" and not torch.cuda.is_available() or device == "mps" and not torch.backends.mps.is_available():
-        raise ResumeError(f"the run in {run_dir} trained on {device}, which is not available here; to continue it "
-                          "on this machine's device, pass --device auto (the result is then no longer bit-identical)")
-    if state["epoch"] >= epochs and (run_dir / "metrics.json").exists():
-        raise ResumeError(f"the run in {run_dir} already finished its {state['epoch']} epochs; "
-                          f"to train it further, pass --epochs N with N > {state['epoch']}")
-    recipe = argparse.Namespace(**{**config, "epochs": epochs, "device": device, "data_dir": args.data_dir,
-                                   "out_dir": str(run_dir), "resume": str(run_dir)})
-    return recipe, state
-
-
-def restore_run(resumed, path, model, ema, optimizer, scheduler, device):
-    """Load a last.pt's states into the freshly built run; returns its progress (history, best epoch, seconds)."""
-    try:
-        model.load_state_dict(resumed["resume"]["raw_model"])
-        if ema is not None:
-            ema.load_state_dict(resumed["resume"]["ema"])
-        optimizer.load_state_dict(resumed["optimizer"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path} does not fit model.py ({str(e).strip().splitlines()[0][:200]}); "
-                              "start a new run") from e
-    scheduler.load_state_dict(resumed["scheduler"])
-    restore_rng_states(resumed["resume"]["rng"], device)
-    progress = resumed["resume"]["progress"]
-    return {**progress, "resumed_at_epochs": [*progress["resumed_at_epochs"], resumed["epoch"] + 1]}
 
 
 def train(args):

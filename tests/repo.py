@@ -46,3 +46,11 @@ def call_main(main, *args):
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def quiet_train(argv):
+    """train.py's whole run in this process, its output swallowed; returns the metrics it wrote."""
+    import train  # here: only the tests that train need it, and REPO must be on the path first
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return train.train(train.parse_args(argv))

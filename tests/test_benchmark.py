@@ -54,7 +54,7 @@ class MarkdownTest(unittest.TestCase):
 class PrecisionChoiceTest(unittest.TestCase):
     def test_both_paths_only_where_bf16_is_native(self):
         for native, expected in ((True, ["bf16", "fp32"]), (False, ["fp32"])):
-            with self.subTest(native=native), mock.patch("train.cpu_has_native_bf16", return_value=native):
+            with self.subTest(native=native), mock.patch("hardware.cpu_has_native_bf16", return_value=native):
                 self.assertEqual(benchmark.default_precisions(torch.device("cpu")), expected)
 
 
