@@ -40,13 +40,18 @@ def print_report(counts):
         print(f"{d:>6}" + "".join(f"{n:>6}" for n in row))
 
 
-def plot_curves(history, best_epoch, path):
+def plot_curves(history, checkpoint, path):
+    """Loss and accuracy by epoch; CHECKPOINT (metrics.json's) marks the epochs the checkpoint was made of."""
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in ((axes[0], "loss", "cross-entropy"), (axes[1], "acc", "accuracy (%)")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train (augmented, smoothed labels)")
         ax.plot(epochs, [r[f"val_{key}"] for r in history], "o-", label="validation")
-        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"chosen by validation (epoch {best_epoch})")
+        if "epochs" in checkpoint:
+            ax.axvspan(checkpoint["epochs"][0] - 0.2, checkpoint["epochs"][-1] + 0.2, color="grey", alpha=0.2,
+                       label=f"checkpoint: {checkpoint['rule']}")
+        else:
+            ax.axvline(checkpoint["epoch"], color="grey", linestyle=":", label=f"checkpoint: {checkpoint['rule']}")
         ax.set(xlabel="epoch", ylabel=label)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
@@ -118,7 +123,9 @@ def main(argv=None):
     written = ["confusion_matrix.png", "misclassified.png"]
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
-        plot_curves(metrics["history"], metrics["best_epoch"], out / "training_curves.png")
+        checkpoint = metrics.get("checkpoint") or {"epoch": metrics["best_epoch"],  # from before the rule was saved
+                                                   "rule": f"epoch {metrics['best_epoch']}, the best by validation"}
+        plot_curves(metrics["history"], checkpoint, out / "training_curves.png")
         written.append("training_curves.png")
     else:
         print(f"no {metrics_path}: training curves skipped (pass --metrics)")

@@ -49,6 +49,10 @@ def read_resume_state(args):
     unknown = set(config) - set(vars(args))
     if unknown:
         raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
+    missing = set(vars(args)) - set(config) - {"resume", "out_dir"}
+    if missing:
+        raise ResumeError(f"{run_dir / 'last.pt'} was written by an older train.py, without {', '.join(sorted(missing))}; "
+                          "start a new run")
     epochs = args.epochs or config["epochs"]
     device = args.device or state["resume"].get("device", config["device"])  # the device it ran on, unless told
     if device == "cuda" and not torch.cuda.is_available() or device == "mps" and not torch.backends.mps.is_available():
@@ -62,12 +66,14 @@ def read_resume_state(args):
     return recipe, state
 
 
-def restore_run(resumed, path, model, ema, optimizer, scheduler, device):
+def restore_run(resumed, path, model, ema, average, optimizer, scheduler, device):
     """Load a last.pt's states into the freshly built run; returns its progress (history, best epoch, seconds)."""
     try:
         model.load_state_dict(resumed["resume"]["raw_model"])
         if ema is not None:
             ema.load_state_dict(resumed["resume"]["ema"])
+        if average is not None:
+            average.load_state_dict(resumed["resume"]["average"])
         optimizer.load_state_dict(resumed["optimizer"])
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{path} does not fit model.py ({str(e).strip().splitlines()[0][:200]}); "

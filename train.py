@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torchsummary import summary
 from tqdm import tqdm
 
@@ -56,6 +56,10 @@ def build_parser():
     p.add_argument("--ema", type=float, default=0.995,
                    help="decay of the moving average of the weights that validation scores and checkpoints keep "
                         "(0: off, use the raw weights)")
+    p.add_argument("--average-epochs", type=int, default=3,
+                   help="the checkpoint: the mean of the weights validation scores (the EMA's, with --ema) at the end "
+                        "of each of the last N epochs, BatchNorm statistics recomputed on the training images; "
+                        "0: the epoch with the best validation accuracy")
     p.add_argument("--label-smoothing", type=float, default=0.05,
                    help="of the training loss (validation and test losses are plain cross-entropy)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
@@ -105,8 +109,9 @@ def parse_args(argv=None):
     for name in ("rotate", "shift"):
         if getattr(args, name) < 0:
             p.error(f"argument --{name}: must be >= 0, got {getattr(args, name)}")
-    if args.lr_patience < 0:
-        p.error(f"argument --lr-patience: must be >= 0, got {args.lr_patience}")
+    for name in ("lr_patience", "average_epochs"):
+        if getattr(args, name) < 0:
+            p.error(f"argument --{name.replace('_', '-')}: must be >= 0, got {getattr(args, name)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("argument --device: cuda was asked for but CUDA is not available here; use --device auto or cpu")
     if args.device == "mps" and not torch.backends.mps.is_available():
@@ -156,6 +161,13 @@ def evaluate(model, images, labels, batch_size=EVAL_BATCH_SIZE):
     return loss_sum.item() / len(images), 100 * correct.item() / len(images)
 
 
+@torch.no_grad()
+def average_with_batchnorm(average, train_images):
+    """AVERAGE's weights with BatchNorm statistics of their own: a mean of weights has no running mean to match."""
+    update_bn(train_images.split(EVAL_BATCH_SIZE), average)  # unaugmented, like what the model will be shown
+    return average.module.eval()
+
+
 def load_sets(data_dir, device, dry_run_batch_size=None):
     """{"train", "val", "test"}: (images, labels), each whole set on DEVICE; a few batches each for a dry run."""
     train_images, train_labels, test_images, test_labels = load_mnist(data_dir)
@@ -199,20 +211,25 @@ def train(args):
                                                            patience=args.lr_patience)
     augment = functools.partial(random_affine, degrees=args.rotate, scale=args.zoom, shift=args.shift)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
-    progress = {"history": [], "best_epoch": None, "seconds": 0.0, "resumed_at_epochs": []}
+    scored = ema.module if ema is not None else model  # what validation scores and checkpoints keep
+    average = AveragedModel(scored, use_buffers=False) if args.average_epochs else None  # BN: recomputed at the end
+    progress = {"history": [], "best_epoch": None, "averaged_epochs": [], "seconds": 0.0, "resumed_at_epochs": []}
     if resumed is not None:
-        progress = restore_run(resumed, out_dir / "last.pt", model, ema, optimizer, scheduler, device)
+        progress = restore_run(resumed, out_dir / "last.pt", model, ema, average, optimizer, scheduler, device)
         print(f"resuming {out_dir} at epoch {resumed['epoch'] + 1} of {args.epochs}")
     history, seconds_before = progress["history"], progress["seconds"]  # the time of the earlier pieces
+    setup_seconds = time.perf_counter() - started  # data load, model build: before the first step of this piece
     for epoch in range(len(history) + 1, args.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
                                                 desc=f"epoch {epoch}/{args.epochs}", augment=augment, bf16=bf16,
                                                 label_smoothing=args.label_smoothing, ema=ema)
-        scored = ema.module if ema is not None else model
         val_loss, val_acc = evaluate(scored, *sets["val"])
         scheduler.step(val_acc if args.plateau_metric == "val_acc" else val_loss)  # never the test set
+        if epoch > args.epochs - args.average_epochs:
+            average.update_parameters(scored)
+            progress["averaged_epochs"].append(epoch)
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": time.perf_counter() - epoch_start}
         history.append(row)
@@ -223,24 +240,38 @@ def train(args):
         best = history[progress["best_epoch"] - 1] if progress["best_epoch"] else None
         if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):  # ties: the lower loss
             progress["best_epoch"] = epoch
-            save_checkpoint(out_dir / "best.pt", scored, **state)
+            if average is None:
+                save_checkpoint(out_dir / "best.pt", scored, **state)
         progress["seconds"] = seconds_before + time.perf_counter() - started
         resume_state = {"config": {k: v for k, v in vars(args).items() if k not in ("resume", "out_dir")},
                         "raw_model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                        "average": average.state_dict() if average is not None else None,
                         "progress": progress, "rng": rng_states(device), "device": device.type}
         save_checkpoint(out_dir / "last.pt", scored, **state, resume=resume_state)  # all the run's future needs
 
     best_epoch = progress["best_epoch"]
-    best_model, _ = load_model(out_dir / "best.pt", device)  # the test set sees only validation's choice, once
+    if average is None:
+        chosen = {"rule": f"epoch {best_epoch}, the best by validation", **history[best_epoch - 1]}
+    else:  # the mean of the last epochs: no single lucky epoch, and nothing chosen by looking at validation
+        averaged = average_with_batchnorm(average, sets["train"][0])
+        epochs = progress["averaged_epochs"]
+        chosen = dict(zip(("val_loss", "val_acc"), evaluate(averaged, *sets["val"])),
+                      rule=f"the mean of epochs {epochs[0]}-{epochs[-1]}", epochs=epochs)
+        save_checkpoint(out_dir / "best.pt", averaged, epoch=args.epochs, metrics=chosen)
+    best_model, _ = load_model(out_dir / "best.pt", device)  # the test set sees only the chosen weights, once
     test_loss, test_acc = evaluate(best_model, *sets["test"])
     total_seconds = seconds_before + time.perf_counter() - started
-    print(f"best epoch {best_epoch} (val acc {history[best_epoch - 1]['val_acc']:.2f}%) | "
-          f"test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all")
+    print(f"checkpoint: {chosen['rule']} (val acc {chosen['val_acc']:.2f}%) | best epoch by validation "
+          f"{best_epoch} ({history[best_epoch - 1]['val_acc']:.2f}%) | test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all: "
+          f"{setup_seconds:.1f}s to load the data and build the model, "
+          f"{total_seconds - setup_seconds:.1f}s from the first step to the test score")
     metrics = {"config": vars(args), "params": params,
                "device": str(device), "bf16": bf16, "precision_reason": precision_reason,
                "threads": torch.get_num_threads(), "machine": platform.machine(), **versions,
                "history": history, "best_epoch": best_epoch, "best_val_acc": history[best_epoch - 1]["val_acc"],
+               "checkpoint": chosen,
                "test_loss": test_loss, "test_acc": test_acc, "total_seconds": total_seconds,
+               "setup_seconds": setup_seconds, "seconds_to_test_score": total_seconds - setup_seconds,
                "resumed_at_epochs": progress["resumed_at_epochs"]}
     write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -17,8 +17,9 @@ from model import count_parameters
 
 
 def fake_run(acc, seconds):
-    return {"test_acc": acc, "params": 100, "best_epoch": 1, "best_val_acc": 99.0, "total_seconds": sum(seconds),
-            "history": [{"seconds": s} for s in seconds]}
+    return {"test_acc": acc, "params": 100, "best_epoch": 1,
+            "checkpoint": {"rule": "the mean of epochs 1-2", "val_acc": 99.0}, "total_seconds": sum(seconds),
+            "seconds_to_test_score": sum(seconds) - 0.5, "history": [{"seconds": s} for s in seconds]}
 
 
 class SummaryTest(unittest.TestCase):
@@ -29,6 +30,7 @@ class SummaryTest(unittest.TestCase):
         self.assertAlmostEqual(s["test_acc_std"], 0.1)
         self.assertAlmostEqual(s["seconds_per_epoch_mean"], 14 / 6)
         self.assertEqual(s["total_seconds_max"], 6)
+        self.assertAlmostEqual(s["seconds_to_test_score_mean"], 14 / 3 - 0.5)
 
 
 class MarkdownTest(unittest.TestCase):
@@ -37,10 +39,12 @@ class MarkdownTest(unittest.TestCase):
         speed = {"ours_precision": "bf16", "ours_total_s": 6.0, "ours_epoch_s": 3.0, "seed_recipe_s": 60.0,
                  "seed_recipe_test_acc": 99.3, "conventional_s": {0: 15.0, 2: 6.0}, "inference_images_per_s": 12345.0}
         machine = {"device_name": "CPU", "native_bf16": True, "threads": 2, "torch": "t", "torchvision": "tv",
-                   "python": "3"}
+                   "python": "3", "startup_s": 4.25}
         table = benchmark.markdown({"bf16": ([7, 8], bf16), "fp32": ([7, 8], fp32)}, machine, "python benchmark.py",
                                    speed)
         self.assertIn("native bf16: yes", table)
+        self.assertIn("4.2 s to start Python and import train.py", table)
+        self.assertIn("| bf16 | 7 | 99.40 | the mean of epochs 1-2 of 2 | 99.00 | 3.0 | 5.5 | 6.0 |", table)
         self.assertIn("| bf16 | 7 | 99.40 |", table)
         self.assertIn("| fp32 | 8 | 99.70 |", table)
         self.assertIn("bf16: 100 parameters, 2 epochs: test accuracy mean 99.50%, min 99.40%, max 99.60%", table)

@@ -18,6 +18,7 @@ from torch import nn
 import train
 from checkpoint import load_checkpoint, load_model
 from data import DATA_DIR, load_mnist
+from model import MNIST_MEAN, MNIST_STD
 HISTORY_KEYS = {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
 METRICS_KEYS = {"config", "params", "device", "bf16", "precision_reason", "torch", "torchvision", "history",
                 "best_epoch", "test_loss", "test_acc", "total_seconds"}
@@ -52,7 +53,7 @@ class ArgumentTest(unittest.TestCase):
         args = vars(train.parse_args([]))
         recipe = {"epochs": 15, "batch_size": 256, "lr": 0.02, "lr_factor": 0.3, "lr_patience": 1,
                   "plateau_metric": "val_acc", "channels": [16, 16, 32, 40], "dropout": 0.05, "rotate": 10.0,
-                  "zoom": 0.1, "shift": 0.1, "ema": 0.995, "label_smoothing": 0.05, "precision": "auto", "seed": 1,
+                  "zoom": 0.1, "shift": 0.1, "ema": 0.995, "average_epochs": 3, "label_smoothing": 0.05, "precision": "auto", "seed": 1,
                   "device": "auto", "data_dir": str(DATA_DIR), "dry_run": False, "resume": None}
         self.assertEqual({k: args[k] for k in recipe}, recipe)
         self.assertLess(args["epochs"], 20)
@@ -145,7 +146,8 @@ class ProtocolTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out, mock.patch("train.load_sets", capture_sets), \
                 mock.patch("train.evaluate", scripted_evaluate), \
                 mock.patch.object(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", recording_step):
-            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--out-dir", out])
+            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--average-epochs", "0",
+                                   "--out-dir", out])
             best = load_checkpoint(Path(out) / "best.pt")["model"]
         self.assertEqual([split for split, _ in scored], ["val"] * 4 + ["test"])  # once, after the last epoch
         self.assertEqual(plateau_inputs, [acc for _, acc in self.VAL])  # the schedule sees validation only
@@ -157,16 +159,51 @@ class ProtocolTest(unittest.TestCase):
         self.assertFalse(same(scored[3][1]), "epoch 4 trained on: its weights differ")
         self.assertTrue(same(scored[4][1]), "the test set scored best.pt")
 
+    def test_the_mean_of_the_last_epochs_is_the_checkpoint_and_the_test_set_scores_it_once(self):
+        sets, scored = {}, []
+        load_sets, evaluate = train.load_sets, train.evaluate
+
+        def capture_sets(*args, **kwargs):
+            sets.update(load_sets(*args, **kwargs))
+            return sets
+
+        def recording_evaluate(model, images, labels):
+            split = next(name for name, (x, _) in sets.items() if x is images)
+            scored.append((split, {k: v.clone() for k, v in model.state_dict().items()}))
+            return evaluate(model, images, labels)
+
+        with tempfile.TemporaryDirectory() as out, mock.patch("train.load_sets", capture_sets), \
+                mock.patch("train.evaluate", recording_evaluate):
+            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--average-epochs", "2",
+                                   "--out-dir", out])
+            best = load_checkpoint(Path(out) / "best.pt")
+        self.assertEqual([split for split, _ in scored], ["val"] * 5 + ["test"])  # the mean, then the test, once
+        self.assertEqual((metrics["checkpoint"]["epochs"], best["epoch"]), ([3, 4], 4))
+        self.assertEqual(metrics["checkpoint"]["val_acc"], best["metrics"]["val_acc"])
+        epoch3, epoch4, mean, tested = (weights for _, weights in scored[2:])
+        for name, value in best["model"].items():
+            self.assertTrue(torch.equal(value, mean[name]) and torch.equal(value, tested[name]), name)
+            if name.endswith("weight") or name.endswith("bias"):
+                torch.testing.assert_close(value, (epoch3[name] + epoch4[name]) / 2, msg=name)
+        # the first BatchNorm sees max_pool(conv1(x)), before any dropout: its mean is recomputed over these images
+        conv1 = nn.functional.conv2d((sets["train"][0] - MNIST_MEAN) / MNIST_STD, best["model"]["features.0.weight"])
+        pooled = nn.functional.max_pool2d(conv1, 2)
+        torch.testing.assert_close(best["model"]["features.2.running_mean"], pooled.mean((0, 2, 3)), rtol=1e-3,
+                                   atol=1e-3)  # another conv kernel: float sums in another order
+        self.assertFalse(torch.allclose(best["model"]["features.2.running_mean"], epoch4["features.2.running_mean"]))
+
 
 class AutocastTest(unittest.TestCase):
-    """bf16 is really used for the training steps when chosen, and evaluation is always fp32."""
+    """bf16 is really used for the training steps when chosen; everything else (evaluation, the BatchNorm pass of
+    the averaged weights) is always fp32."""
 
     def conv_output_dtypes(self, precision):
         seen = set()
 
         def record(module, inputs, output):
             if isinstance(module, nn.Conv2d):
-                seen.add(("train" if module.training else "eval", output.dtype))
+                step = module.training and torch.is_grad_enabled()
+                seen.add(("step" if step else "other", output.dtype))
         handle = nn.modules.module.register_module_forward_hook(record)
         try:
             with tempfile.TemporaryDirectory() as out:
@@ -176,11 +213,11 @@ class AutocastTest(unittest.TestCase):
             handle.remove()
         return seen
 
-    def test_bf16_trains_in_bf16_and_evaluates_in_fp32(self):
-        self.assertEqual(self.conv_output_dtypes("bf16"), {("train", torch.bfloat16), ("eval", torch.float32)})
+    def test_bf16_trains_in_bf16_and_the_rest_is_fp32(self):
+        self.assertEqual(self.conv_output_dtypes("bf16"), {("step", torch.bfloat16), ("other", torch.float32)})
 
     def test_fp32_is_fp32_throughout(self):
-        self.assertEqual(self.conv_output_dtypes("fp32"), {("train", torch.float32), ("eval", torch.float32)})
+        self.assertEqual(self.conv_output_dtypes("fp32"), {("step", torch.float32), ("other", torch.float32)})
 
 
 class OutDirTest(unittest.TestCase):
