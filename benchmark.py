@@ -251,7 +251,8 @@ def main(argv=None):
         "machine": machine, "seeds": args.seeds, "train_args": extra, "speed": speed,
         "summary": {precision: summarise(results) for precision, (_, results) in runs.items()},
         "runs": {precision: [{k: m[k] for k in ("test_acc", "test_loss", "checkpoint", "best_epoch", "total_seconds",
-                                                 "seconds_to_test_score", "precision_reason", "history")} for m in results]
+                                                 "seconds_to_test_score", "precision_reason", "history")}
+                             for m in results]
                  for precision, (_, results) in runs.items()}})
     (out_dir / "benchmark.md").write_text(table)
     print("\n" + table)

@@ -51,7 +51,8 @@ def read_resume_state(args):
         raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
     missing = set(vars(args)) - set(config) - {"resume", "out_dir"}
     if missing:
-        raise ResumeError(f"{run_dir / 'last.pt'} was written by an older train.py, without {', '.join(sorted(missing))}; "
+        raise ResumeError(f"{run_dir / 'last.pt'} was written by an older train.py, without "
+                          f"{', '.join(sorted(missing))}; "
                           "start a new run")
     epochs = args.epochs or config["epochs"]
     device = args.device or state["resume"].get("device", config["device"])  # the device it ran on, unless told

@@ -262,7 +262,8 @@ def train(args):
     test_loss, test_acc = evaluate(best_model, *sets["test"])
     total_seconds = seconds_before + time.perf_counter() - started
     print(f"checkpoint: {chosen['rule']} (val acc {chosen['val_acc']:.2f}%) | best epoch by validation "
-          f"{best_epoch} ({history[best_epoch - 1]['val_acc']:.2f}%) | test loss {test_loss:.4f} | test acc {test_acc:.2f}% | {total_seconds:.1f}s in all: "
+          f"{best_epoch} ({history[best_epoch - 1]['val_acc']:.2f}%) | test loss {test_loss:.4f} | "
+          f"test acc {test_acc:.2f}% | {total_seconds:.1f}s in all: "
           f"{setup_seconds:.1f}s to load the data and build the model, "
           f"{total_seconds - setup_seconds:.1f}s from the first step to the test score")
     metrics = {"config": vars(args), "params": params,

@@ -163,6 +163,10 @@ class ResumeTest(unittest.TestCase):
             ckpt = torch.load(path, weights_only=True)
             del ckpt["resume"]
             torch.save(ckpt, path)
+        def before_averaging(path):  # a last.pt from before --average-epochs existed
+            ckpt = torch.load(path, weights_only=True)
+            del ckpt["resume"]["config"]["average_epochs"]
+            torch.save(ckpt, path)
         (self.dir / "empty").mkdir()
         cases = {
             "no such folder": self.dir / "missing",
@@ -172,6 +176,7 @@ class ResumeTest(unittest.TestCase):
             "is not a checkpoint of this repo": self.broken_copy("foreign", lambda p: torch.save({"w": 1}, p)),
             "does not fit model.py": self.broken_copy("reshaped", reshaped),
             "without the state a resume needs": self.broken_copy("old", old),
+            "written by an older train.py, without average_epochs": self.broken_copy("older", before_averaging),
         }
         for message, run_dir in cases.items():
             with self.subTest(message):
