@@ -123,33 +123,42 @@ class DryRunTest(unittest.TestCase):
 
 
 class ProtocolTest(unittest.TestCase):
-    """Validation decides and the test set is scored once, at the end, on validation's choice: checked on a run
-    whose validation scores are scripted, so that the best epoch is neither the last nor the first best accuracy."""
+    """The test set is scored once, at the end, on the checkpoint the rule made; validation decides the rest."""
     VAL = [(0.9, 50.0), (0.5, 70.0), (0.4, 70.0), (0.3, 60.0)]  # (loss, acc) of epochs 1-4: epoch 3 wins the tie
 
-    def test_validation_chooses_and_the_test_set_is_scored_once_on_its_choice(self):
-        sets, scored, plateau_inputs = {}, [], []
-        load_sets, step = train.load_sets, torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    def train_recording(self, average_epochs, scores=None):
+        """A 4-epoch dry run; returns (metrics, best.pt, the sets, [(split, weights) of every evaluation]), each
+        evaluation scored by SCORES(split, index) where given, else for real."""
+        sets, scored = {}, []
+        load_sets, evaluate = train.load_sets, train.evaluate
 
         def capture_sets(*args, **kwargs):
             sets.update(load_sets(*args, **kwargs))
             return sets
 
-        def scripted_evaluate(model, images, labels):
+        def recording_evaluate(model, images, labels):
             split = next(name for name, (x, _) in sets.items() if x is images)
             scored.append((split, {k: v.clone() for k, v in model.state_dict().items()}))
-            return self.VAL[len(scored) - 1] if split == "val" else (0.25, 42.0)
+            return scores(split, len(scored) - 1) if scores else evaluate(model, images, labels)
+
+        with tempfile.TemporaryDirectory() as out, mock.patch("train.load_sets", capture_sets), \
+                mock.patch("train.evaluate", recording_evaluate):
+            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--average-epochs",
+                                   str(average_epochs), "--out-dir", out])
+            return metrics, load_checkpoint(Path(out) / "best.pt"), sets, scored
+
+    def test_validation_chooses_with_average_epochs_0_and_the_test_set_scores_its_choice_once(self):
+        """Validation scores are scripted, so that the best epoch is neither the last nor the first best."""
+        plateau_inputs, step = [], torch.optim.lr_scheduler.ReduceLROnPlateau.step
 
         def recording_step(scheduler, metric, *args, **kwargs):
             plateau_inputs.append(metric)
             return step(scheduler, metric, *args, **kwargs)
 
-        with tempfile.TemporaryDirectory() as out, mock.patch("train.load_sets", capture_sets), \
-                mock.patch("train.evaluate", scripted_evaluate), \
-                mock.patch.object(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", recording_step):
-            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--average-epochs", "0",
-                                   "--out-dir", out])
-            best = load_checkpoint(Path(out) / "best.pt")["model"]
+        with mock.patch.object(torch.optim.lr_scheduler.ReduceLROnPlateau, "step", recording_step):
+            metrics, best, _, scored = self.train_recording(
+                0, lambda split, index: self.VAL[index] if split == "val" else (0.25, 42.0))
+        best = best["model"]
         self.assertEqual([split for split, _ in scored], ["val"] * 4 + ["test"])  # once, after the last epoch
         self.assertEqual(plateau_inputs, [acc for _, acc in self.VAL])  # the schedule sees validation only
         self.assertEqual((metrics["best_epoch"], metrics["best_val_acc"], metrics["test_acc"]), (3, 70.0, 42.0))
@@ -161,23 +170,7 @@ class ProtocolTest(unittest.TestCase):
         self.assertTrue(same(scored[4][1]), "the test set scored best.pt")
 
     def test_the_mean_of_the_last_epochs_is_the_checkpoint_and_the_test_set_scores_it_once(self):
-        sets, scored = {}, []
-        load_sets, evaluate = train.load_sets, train.evaluate
-
-        def capture_sets(*args, **kwargs):
-            sets.update(load_sets(*args, **kwargs))
-            return sets
-
-        def recording_evaluate(model, images, labels):
-            split = next(name for name, (x, _) in sets.items() if x is images)
-            scored.append((split, {k: v.clone() for k, v in model.state_dict().items()}))
-            return evaluate(model, images, labels)
-
-        with tempfile.TemporaryDirectory() as out, mock.patch("train.load_sets", capture_sets), \
-                mock.patch("train.evaluate", recording_evaluate):
-            metrics = quiet_train(["--dry-run", "--epochs", "4", "--device", "cpu", "--average-epochs", "2",
-                                   "--out-dir", out])
-            best = load_checkpoint(Path(out) / "best.pt")
+        metrics, best, sets, scored = self.train_recording(2)
         self.assertEqual([split for split, _ in scored], ["val"] * 5 + ["test"])  # the mean, then the test, once
         self.assertEqual((metrics["checkpoint"]["epochs"], best["epoch"]), ([3, 4], 4))
         self.assertEqual(metrics["checkpoint"]["val_acc"], best["metrics"]["val_acc"])
