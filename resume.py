@@ -52,8 +52,7 @@ def read_resume_state(args):
     missing = set(vars(args)) - set(config) - {"resume", "out_dir"}
     if missing:
         raise ResumeError(f"{run_dir / 'last.pt'} was written by an older train.py, without "
-                          f"{', '.join(sorted(missing))}; "
-                          "start a new run")
+                          f"{', '.join(sorted(missing))}; start a new run")
     epochs = args.epochs or config["epochs"]
     device = args.device or state["resume"].get("device", config["device"])  # the device it ran on, unless told
     if device == "cuda" and not torch.cuda.is_available() or device == "mps" and not torch.backends.mps.is_available():
