@@ -1,6 +1,6 @@
 """Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
 what MNIST looks like (preprocess.py), then classified. Two digits that touch are read as two when the model is
-surer of the halves than of the whole (about half the time); three that touch are read as fewer."""
+surer of the halves than of the whole (about two times in three); three that touch are read as fewer."""
 import argparse
 import json
 import sys
@@ -24,9 +24,10 @@ def predict_images(model, images):
     return torch.softmax(model(x), dim=1).cpu()
 
 
-# A wide piece is cut in two only where the model is unsure of it as one digit and at least this sure of each half:
-# a single digit, even a sloppy one, is not cut into two confident ones (an 8 into 11)
-UNSURE_OF_A_WHOLE, SURE_OF_A_HALF = 0.6, 0.9
+# A piece wide enough to be two digits (preprocess.SPLIT_ASPECT) is read as the halves of its best cut when the model
+# is surer of each half than of the whole, and at least this sure: chosen on generated pages of touching pairs and
+# of single digits (NOTES.md); a sloppy single digit is seldom cut into two confident ones
+SURE_OF_A_HALF = 0.5
 
 
 def read_number(model, digits):
@@ -36,7 +37,7 @@ def read_number(model, digits):
     def read(digit):
         (whole,) = predict_images(model, [digit.image])
         best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
-        for left, right in digit.cuts if float(whole.max()) < UNSURE_OF_A_WHOLE else []:
+        for left, right in digit.cuts:
             halves = read(left) + read(right)
             sureness = min(float(p.max()) for p, _ in halves)
             if sureness > best_sureness:

@@ -15,8 +15,10 @@ THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
 MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
+DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
+MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
-SPLIT_ASPECT = 0.8  # width over height beyond which a piece may be two digits written touching
+SPLIT_ASPECT = 1.0  # width over height from which a piece may be two digits touching (1 MNIST digit in 10 is)
 
 
 class ImageError(Exception):
@@ -55,15 +57,18 @@ def odd(n):
     return max(3, int(n) | 1)
 
 
-def light_ink(rgb):
+def light_ink(rgb, desk):
     """Is the ink lighter than the paper? Ink is what departs from the local median of a moderately small copy,
     a minority: its strong departures are mostly darker or mostly lighter. (A global median is fooled by a shadow
-    over half the page.)"""
+    over half the page; and the DESK, a mask of a small copy, is painted over with the paper's median first: else
+    the sheet beside a dark desk would be lighter than its surroundings, like chalk.)"""
     grey = rgb.mean(axis=2)
-    if np.median(grey) < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
-        return True
     scale = min(1.0, 256 / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
+    desk = cv2.resize(np.uint8(desk), small.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+    if np.median(small[~desk]) < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
+        return True
+    small = np.where(desk, np.median(small[~desk]), small)
     local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
     departure = small - local
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
@@ -71,22 +76,59 @@ def light_ink(rgb):
     return lighter > 2 * darker  # clearly: dark ink on light paper is the usual case, and a blank page's guess
 
 
-def ink_contrast(rgb):
-    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black.
+def closing(thumb, size=0.25):
+    """The paper's brightness on a small copy: a morphological closing, which removes strokes narrower than SIZE
+    of the copy but keeps the edges of shadows and the slope of uneven light."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(size * min(thumb.shape[:2])),) * 2)
+    return cv2.morphologyEx(np.float32(thumb), cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
 
-    The paper's brightness is a morphological closing of a small copy (it removes strokes but keeps the edges of
-    shadows and the slope of uneven light), taken per channel so that blue ink on white paper keeps its contrast
-    in the red channel. Light ink on a dark ground is inverted first."""
-    if light_ink(rgb):
-        rgb = 1 - rgb
+
+def ink_contrast(rgb):
+    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black;
+    and where the desk is, a boolean mask.
+
+    The paper's brightness is a closing of a small copy, taken per channel so that blue ink on white paper keeps
+    its contrast in the red channel. What lies beyond the sheet (a desk along the picture's border) is not paper:
+    it is painted over with the sheet nearest it before the paper is estimated, and has no contrast. Light ink on a
+    dark ground is inverted first."""
     h, w = rgb.shape[:2]
     scale = min(1.0, THUMB_SIZE / max(h, w))
     thumb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(min(thumb.shape[:2]) / 4),) * 2)
-    paper = cv2.morphologyEx(thumb, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    ratio = rgb / np.maximum(paper, 1e-3)
-    return np.clip(1 - ratio.min(axis=2), 0, 1)
+    desk = beyond_the_sheet(thumb)
+    if light_ink(rgb, desk):
+        rgb, thumb, desk = 1 - rgb, 1 - thumb, np.zeros_like(desk)
+    if desk.any():
+        sheet, blur = np.float32(~desk), min(thumb.shape[:2]) / 8
+        nearby = cv2.GaussianBlur(thumb * sheet[..., None], (0, 0), blur) / \
+            np.maximum(cv2.GaussianBlur(sheet, (0, 0), blur), 1e-6)[..., None]
+        thumb = np.where(desk[..., None], nearby, thumb)
+    paper = cv2.resize(closing(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
+    contrast = np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=2), 0, 1)
+    desk = cv2.resize(np.uint8(desk), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    contrast[desk] = 0
+    return contrast, desk
+
+
+def beyond_the_sheet(thumb):
+    """Where a small copy THUMB (dark ink on paper) shows what is not the sheet: a desk or a table along the
+    picture's border. It is found as a region darker than a closing twice as wide as the paper's (wider than a
+    desk's strip, whose far part the paper's closing takes for paper) that runs along the border and stays in the
+    outer band (a shadow reaches into the middle), smoothed first so that wood grain or a mottled mat is one region;
+    then all it cuts off from the sheet (the largest region left) is desk too, and it is grown by two pixels to
+    take in the sheet's blurred edge. A digit touches the border, if at all, with a stroke's end."""
+    contrast = 1 - (thumb / np.maximum(closing(thumb, 0.5), 1e-3)).min(axis=2)  # wider than a desk's strip
+    mask = cv2.GaussianBlur(contrast, (0, 0), 1.5) > DESK_CONTRAST
+    count, labels = cv2.connectedComponents(np.uint8(mask), connectivity=8)
+    h, w = mask.shape
+    inner = slice(round(2 * MARGIN * h), round((1 - 2 * MARGIN) * h)), slice(round(2 * MARGIN * w),
+                                                                        round((1 - 2 * MARGIN) * w))
+    desk = np.isin(labels, list(along_border(mask, labels, count) - set(np.unique(labels[inner])) - {0}))
+    if desk.any():
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(~desk), connectivity=4)
+        desk = labels != 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA]) if count > 1 else desk
+    if desk.mean() >= MAX_DESK:  # the sheet is most of the picture: this is a dark page, or a dark photo
+        desk[:] = False
+    return cv2.dilate(np.uint8(desk), np.ones((5, 5), np.uint8)) > 0
 
 
 def ink_mask(contrast):
@@ -132,14 +174,17 @@ def remove_ruled_lines(mask):
     return keep > 0
 
 
-def along_border(mask, labels, count):
-    """Labels of the pieces that run along the picture's edge for over a tenth of it: the page's edge, the table,
-    a shadow's corner; a digit that only touches the edge with a stroke's end is not one of them."""
+def along_border(mask, labels, count, desk=None):
+    """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
+    side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
+    not one of them."""
     if min(mask.shape) <= 64:  # a tight crop (MNIST's own 28x28): nothing there is a page's edge
         return set()
     margin = max(1, round(0.01 * min(mask.shape)))
     frame = np.ones(mask.shape, bool)
     frame[margin:-margin, margin:-margin] = False
+    if desk is not None and desk.any():
+        frame |= cv2.dilate(np.uint8(desk), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
     contact = np.bincount(labels[frame & mask], minlength=count) / margin  # pixels along the edge
     return set(np.nonzero(contact > 0.1 * min(mask.shape))[0])
 
@@ -168,11 +213,12 @@ class Piece:
         other.labels = []
 
 
-def pieces_by_column(mask):
+def pieces_by_column(mask, desk):
     """The label image and the ink's connected pieces, left to right, those that share columns and lie close in
-    height merged (one digit's broken strokes), without dust and without what runs along the picture's edge."""
+    height merged (one digit's broken strokes), without dust and without what runs along the picture's edge or the
+    DESK's."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(mask), connectivity=8)
-    edges = along_border(mask, labels, count)
+    edges = along_border(mask, labels, count, desk)
     kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and i not in edges]
     min_height = MIN_DIGIT_HEIGHT * min(mask.shape)
     tall = [stats[i, cv2.CC_STAT_AREA] for i in kept if stats[i, cv2.CC_STAT_HEIGHT] >= min_height]
@@ -220,10 +266,10 @@ def is_sheet_edge(piece, shape):
     return upright or lying
 
 
-def digit_regions(mask, contrast):
+def digit_regions(mask, contrast, desk):
     """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit.
     Touching digits stay one region."""
-    labels, stats, pieces = pieces_by_column(mask)
+    labels, stats, pieces = pieces_by_column(mask, desk)
     half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
     widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
     contrast_sums = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=len(stats))
@@ -282,25 +328,39 @@ def mnist_style(ink):
 @dataclass
 class Digit:
     """A digit as MNIST would have it, float32 (28, 28) in [0, 1], and, where its ink is wide enough to be two
-    digits written touching, the same ink cut in two at each of the places it is thinnest: (left, right) Digits.
-    The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
+    digits written touching, the same ink cut in two along each of the paths that cross least ink: (left, right)
+    Digits. The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
     image: np.ndarray
     cuts: list = field(default_factory=list)
 
 
-def thin_columns(region, count=3):
-    """Up to COUNT columns between a fifth and four fifths of REGION's width where its ink is thinnest (smoothed
-    over a stroke's width) and crosses the ink once, each a stroke's width from the others: where two touching
-    digits may meet."""
-    columns = region.sum(axis=0).astype(np.float32)
-    width = len(columns)
-    stroke = max(1, width // 10)
-    columns = np.convolve(columns, np.ones(stroke) / stroke, mode="same")
-    chosen = []
-    for x in np.argsort(columns[int(0.2 * width):int(0.8 * width)], kind="stable") + int(0.2 * width):
-        runs = np.count_nonzero(np.diff(np.r_[0, region[:, x].astype(np.int8), 0]) == 1)
-        if runs <= 1 and all(abs(int(x) - c) >= stroke for c in chosen):  # two runs: across a loop (a 0), not
-            chosen.append(int(x))  # where two digits touch
+def seams(region, count=5):
+    """Up to COUNT paths from REGION's top row to its bottom row, each moving at most one column a row and kept
+    between a fifth and four fifths of its width, that cross the least ink, their ends a stroke's width apart:
+    where two touching or overlapping digits may be cut apart. A path may cross two strokes (where two digits
+    overlap, the right side of one and the left side of the other), not more. Each is an array of one column per
+    row."""
+    h, w = region.shape
+    lo, hi = int(0.2 * w), max(int(0.2 * w) + 1, int(0.8 * w))
+    ink = region[:, lo:hi].astype(np.float32)
+    cost = ink.copy()  # the least ink crossed on the way down to each pixel
+    step = np.zeros(ink.shape, np.int8)  # where that way came from: -1, 0 or +1 columns
+    for y in range(1, h):
+        above = cost[y - 1]
+        options = np.stack([np.r_[np.inf, above[:-1]], above, np.r_[above[1:], np.inf]]) + [[1e-3], [0], [1e-3]]
+        step[y] = options.argmin(axis=0) - 1  # straight down when equal: a cut is as short as it can be
+        cost[y] += options.min(axis=0)
+    stroke, chosen = max(1, w // 10), []
+    for end in np.argsort(cost[-1], kind="stable"):
+        if any(abs(int(end) - path[-1] + lo) < stroke for path in chosen):
+            continue
+        path = np.empty(h, np.int64)
+        path[-1] = end
+        for y in range(h - 1, 0, -1):
+            path[y - 1] = path[y] + step[y, path[y]]
+        runs = np.count_nonzero(np.diff(np.r_[0, ink[np.arange(h), path].astype(np.int8), 0]) == 1)
+        if runs <= 2:
+            chosen.append(path + lo)
         if len(chosen) == count:
             break
     return chosen
@@ -321,10 +381,11 @@ def as_digit(region, contrast, cut=True):
     rows, cols = np.nonzero(region)
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     cuts = []
-    if cut and x1 - x0 > SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
-        for cut in thin_columns(region[y0:y1, x0:x1]):
-            left, right = region.copy(), region.copy()
-            left[:, x0 + cut:], right[:, :x0 + cut] = False, False
+    if cut and x1 - x0 >= SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
+        for path in seams(region[y0:y1, x0:x1]):
+            on_left = np.zeros(region.shape, bool)
+            on_left[y0:y1, x0:x1] = np.arange(x1 - x0) < path[:, None]
+            left, right = region & on_left, region & ~on_left
             if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
                 cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
     return Digit(mnist_style(ink), cuts)
@@ -332,9 +393,9 @@ def as_digit(region, contrast, cut=True):
 
 def digit_images(rgb):
     """The digits of an RGB image, left to right, as Digits; ImageError if there is none."""
-    contrast = ink_contrast(rgb)
+    contrast, desk = ink_contrast(rgb)
     mask = ink_mask(contrast)
-    regions = digit_regions(mask, contrast)
+    regions = digit_regions(mask, contrast, desk)
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
     return [as_digit(region, contrast) for region in regions]

@@ -9,7 +9,6 @@ from unittest import mock
 
 from repo import call_main, run_script  # noqa: I001 - first: it puts the repository on the path
 
-import cv2
 import numpy as np
 import onnxruntime
 import torch
@@ -20,7 +19,7 @@ from data import load_mnist
 from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page
 import predict
 from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_number
-from preprocess import ImageError, digit_images, read_digits, read_rgb, thin_columns
+from preprocess import ImageError, digit_images, ink_contrast, read_digits, read_rgb, seams
 
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
 PAGES_PER_CONDITION = 20
@@ -190,30 +189,51 @@ class PreprocessTest(unittest.TestCase):
         with self.assertRaisesRegex(ImageError, "no digit"):
             digit_images(as_rgb(Image.new("L", (50, 50), 255)))
         right, _, wrong = self.read_pages(5, 2 * len(BLANK_CONDITIONS), 0, None, BLANK_CONDITIONS)
-        self.assertGreaterEqual(right, 12, wrong)  # 15 of 16 today
+        self.assertGreaterEqual(right, 14, wrong)  # 15 of 16 today
 
     def test_a_sheet_on_a_desk(self):
-        """The desk along one to four borders, skewed, a shadow across its edge, specks: today 94% of single
-        digits at 50 pages (the target is 98%); a clear digit is called blank at most once in 20."""
-        right, called_blank, wrong = self.read_pages(6, 20, 1, "mnist", ["desk"])
-        self.assertGreaterEqual(right, 15, wrong)  # 18 of 20 today
-        self.assertLessEqual(called_blank, 1, wrong)
+        """The desk along one to four borders, skewed, a shadow across its edge, specks: today 20 of 20 single
+        digits, in MNIST's hands and in others, and 18 of 20 numbers; a clear digit is never called blank."""
+        for hand, n_digits, seed, least in [("mnist", 1, 6, 18), ("other", 1, 10, 18), ("mnist", 4, 9, 16)]:
+            with self.subTest(hand=hand, digits=n_digits):
+                right, called_blank, wrong = self.read_pages(seed, 20, n_digits, hand, ["desk"])
+                self.assertGreaterEqual(right, least, wrong)
+                self.assertEqual(called_blank, 0, wrong)
+
+    def test_the_desk_is_not_paper(self):
+        """A sheet on a dark desk, in light and in shadow: the desk is found and has no contrast, the shadowed paper
+        is not desk, and the stroke keeps its contrast. (Pages where the desk made the sheet look like light ink on
+        a dark ground are among test_a_sheet_on_a_desk's.)"""
+        h, w = 300, 400
+        rgb = np.full((h, w, 3), 0.93, np.float32)
+        rgb[:, :60] = rgb[270:] = (0.3, 0.2, 0.1)  # dark wood along the left and bottom borders
+        rgb[:, 250:] *= 0.55  # a shadow across the sheet and the desk
+        rgb[100:180, 150:156] = 0.1  # a stroke on the sheet
+        contrast, desk = ink_contrast(rgb)
+        self.assertGreater(desk[:, :50].mean(), 0.95)
+        self.assertGreater(desk[280:].mean(), 0.95)
+        self.assertEqual(contrast[desk].max(), 0)
+        self.assertLess(desk[:250, 80:].mean(), 0.01)  # the sheet, lit and shadowed, is not desk
+        self.assertGreater(contrast[120:160, 151:155].mean(), 0.8)  # the stroke is dark ink
+        self.assertLess(np.percentile(contrast[:250, 80:], 90), 0.05)  # and the sheet, shadow and all, is paper
 
     def test_two_digits_written_touching(self):
-        """Ink touching or overlapping: the piece is cut where the ink is thinnest when the model is surer of the
-        halves; today about half (the target is 95%)."""
+        """Ink touching or overlapping: the piece is cut along the path that crosses least ink when the model is
+        surer of the halves than of the whole; today 27 of these 40 (the target is 95%)."""
         right, _, wrong = self.read_pages(7, 40, 2, "mnist", CONDITIONS, touching=True)
-        self.assertGreaterEqual(right, 20, wrong)  # 24 of 40 today; 15 without the cut
+        self.assertGreaterEqual(right, 24, wrong)  # 24 with the column cut of before
 
-    def test_a_cut_crosses_the_ink_once(self):
-        """Where two digits touch, a column crosses the ink once; across a 0's loop it crosses twice: never cut."""
-        ring = np.zeros((60, 70), bool)
-        cv2.ellipse(ring.view(np.uint8), (35, 30), (30, 25), 0, 0, 360, 1, 4)
-        self.assertEqual(thin_columns(ring), [])
+    def test_a_cut_goes_where_two_digits_touch(self):
+        """The cut follows the least ink, crossing at most two strokes: through a thin bridge between two blocks,
+        never across three bars."""
         pair = np.zeros((60, 70), bool)
         pair[5:55, 5:30] = pair[5:55, 40:65] = True  # two blocks
         pair[28:32, 30:40] = True  # touching by a thin bridge
-        self.assertTrue(thin_columns(pair) and all(30 <= x < 40 for x in thin_columns(pair)[:1]))
+        first = seams(pair)[0]
+        self.assertTrue(np.all((first >= 30) & (first <= 40)), first)
+        bars = np.zeros((60, 70), bool)
+        bars[5:10], bars[25:30], bars[45:50] = True, True, True  # like a 3 lying down: any cut crosses three
+        self.assertEqual(seams(bars), [])
 
     def test_other_hands(self):
         """Handwriting-like fonts (where installed) and spline strokes: a European 1, a barred 7, open 4s..."""
