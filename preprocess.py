@@ -1,6 +1,7 @@
-"""From a photo or scan to what MNIST's digits look like: the paper's light and shadows are taken out, ink is found
-by its contrast in its strongest colour channel, ruled lines and specks are dropped, and each digit, left to right,
-becomes a 28x28 image of light ink on black with its centre of mass at the centre."""
+"""From a photo or scan to what MNIST's digits look like: a desk around the sheet is found and left out, the paper's
+light and shadows are taken out, ink is found by its contrast in its strongest colour channel, ruled lines and
+specks are dropped, and each digit, left to right, becomes a 28x28 image of light ink on black with its centre of
+mass at the centre (a piece wide enough to be two touching digits also comes cut in two, for the reader to choose)."""
 import io
 import warnings
 from dataclasses import dataclass, field
