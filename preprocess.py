@@ -67,9 +67,10 @@ def light_ink(rgb, desk):
     scale = min(1.0, 256 / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
     desk = cv2.resize(np.uint8(desk), small.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-    if np.median(small[~desk]) < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
+    ground = np.median(small[~desk])
+    if ground < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
         return True
-    small = np.where(desk, np.median(small[~desk]), small)
+    small = np.where(desk, ground, small)
     local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
     departure = small - local
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
@@ -82,6 +83,11 @@ def closing(thumb, size=0.25):
     of the copy but keeps the edges of shadows and the slope of uneven light."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(size * min(thumb.shape[:2])),) * 2)
     return cv2.morphologyEx(np.float32(thumb), cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+
+
+def darker_than(rgb, paper):
+    """Per pixel, how much darker RGB is than PAPER in its most contrasting channel: 0 as bright, 1 black."""
+    return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=2), 0, 1)
 
 
 def ink_contrast(rgb):
@@ -104,7 +110,7 @@ def ink_contrast(rgb):
             np.maximum(cv2.GaussianBlur(sheet, (0, 0), blur), 1e-6)[..., None]
         thumb = np.where(desk[..., None], nearby, thumb)
     paper = cv2.resize(closing(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
-    contrast = np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=2), 0, 1)
+    contrast = darker_than(rgb, paper)
     desk = cv2.resize(np.uint8(desk), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     contrast[desk] = 0
     return contrast, desk
@@ -117,7 +123,7 @@ def beyond_the_sheet(thumb):
     outer band (a shadow reaches into the middle), smoothed first so that wood grain or a mottled mat is one region;
     then all it cuts off from the sheet (the largest region left) is desk too, and it is grown by two pixels to
     take in the sheet's blurred edge. A digit touches the border, if at all, with a stroke's end."""
-    contrast = 1 - (thumb / np.maximum(closing(thumb, 0.5), 1e-3)).min(axis=2)  # wider than a desk's strip
+    contrast = darker_than(thumb, closing(thumb, 0.5))  # a closing wider than a desk's strip
     mask = cv2.GaussianBlur(contrast, (0, 0), 1.5) > DESK_CONTRAST
     count, labels = cv2.connectedComponents(np.uint8(mask), connectivity=8)
     h, w = mask.shape
