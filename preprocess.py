@@ -19,7 +19,8 @@ MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: 
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
-SPLIT_ASPECT = 1.0  # width over height from which a piece may be two digits touching (1 MNIST digit in 10 is)
+SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
+# 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
 
 
 class ImageError(Exception):
@@ -338,6 +339,7 @@ class Digit:
     digits written touching, the same ink cut in two along each of the paths that cross least ink: (left, right)
     Digits. The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
     image: np.ndarray
+    aspect: float = 1.0  # the ink's width over its height
     cuts: list = field(default_factory=list)
 
 
@@ -395,7 +397,7 @@ def as_digit(region, contrast, cut=True):
             left, right = region & on_left, region & ~on_left
             if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
                 cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
-    return Digit(mnist_style(ink), cuts)
+    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts)
 
 
 def digit_images(rgb):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from checkpoint import load_model
 from data import load_mnist
-from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page
+from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page, stroke_digit
 import predict
 from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_number
 from preprocess import ImageError, digit_images, ink_contrast, read_digits, read_rgb, seams
@@ -222,6 +222,14 @@ class PreprocessTest(unittest.TestCase):
         surer of the halves than of the whole; today 27 of these 40 (the target is 95%)."""
         right, _, wrong = self.read_pages(7, 40, 2, "mnist", CONDITIONS, touching=True)
         self.assertGreaterEqual(right, 24, wrong)  # 24 with the column cut of before
+
+    def test_a_zero_is_not_cut_in_two(self):
+        """Narrow pieces are cut too (a 1 touching a 7); a 0 cut down the middle is two arcs, read as "51" or "61",
+        so a 0 narrower than tall stays whole."""
+        rng = np.random.default_rng(0)
+        reads = [self.read(as_jpeg(page([stroke_digit(0, rng)], rng, "plain"), rng)) for _ in range(20)]
+        self.assertEqual([r for r in reads if len(r) != 1], [])  # the 20th: "51" when cut (full-size pages)
+        self.assertGreaterEqual(reads.count("0"), 19, reads)
 
     def test_a_cut_goes_where_two_digits_touch(self):
         """The cut follows the least ink, crossing at most two strokes: through a thin bridge between two blocks,
