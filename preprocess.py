@@ -18,6 +18,7 @@ MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a 
 MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
+LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
@@ -63,7 +64,8 @@ def light_ink(rgb, desk):
     """Is the ink lighter than the paper? Ink is what departs from the local median of a moderately small copy,
     a minority: its strong departures are mostly darker or mostly lighter. (A global median is fooled by a shadow
     over half the page; and the DESK, a mask of a small copy, is painted over with the paper's median first: else
-    the sheet beside a dark desk would be lighter than its surroundings, like chalk.)"""
+    the sheet beside a dark desk would be lighter than its surroundings, like chalk.) A ground darker than 0.3 is
+    never paper, and one lighter than LIGHT_GROUND always is: the vote is for the grounds between."""
     grey = rgb.mean(axis=2)
     scale = min(1.0, 256 / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
@@ -71,6 +73,8 @@ def light_ink(rgb, desk):
     ground = np.median(small[~desk])
     if ground < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
         return True
+    if ground > LIGHT_GROUND:  # paper; the vote below would take a sheet amid a desk it missed for chalk
+        return False
     small = np.where(desk, ground, small)
     local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
     departure = small - local

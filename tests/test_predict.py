@@ -217,6 +217,19 @@ class PreprocessTest(unittest.TestCase):
         self.assertGreater(contrast[120:160, 151:155].mean(), 0.8)  # the stroke is dark ink
         self.assertLess(np.percentile(contrast[:250, 80:], 90), 0.05)  # and the sheet, shadow and all, is paper
 
+    def test_a_sheet_amid_a_desk_is_not_chalk(self):
+        """A dark desk on all four sides and a shadow across it all: the ink is still dark on light paper (the
+        vote of departures from a local median took the sheet for light ink, and inverted the page)."""
+        h, w = 300, 400
+        rgb = np.full((h, w, 3), 0.35, np.float32)  # the desk
+        rgb[40:260, 50:350] = 0.9  # the sheet
+        rows, cols = np.mgrid[:h, :w]
+        rgb[cols + 0.5 * rows > 260] *= 0.6  # the shadow's slanted edge
+        rgb[100:180, 130:136] = 0.1  # a stroke
+        contrast, _ = ink_contrast(rgb)
+        self.assertGreater(contrast[120:160, 131:135].mean(), 0.8)
+        self.assertLess(np.percentile(contrast[50:250, 60:340], 90), 0.05)
+
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the piece is cut along the path that crosses least ink when the model is
         surer of the halves than of the whole; today 27 of these 40 (the target is 95%)."""
