@@ -63,7 +63,7 @@ def odd(n):
 def light_ink(rgb, desk):
     """Is the ink lighter than the paper? Ink is what departs from the local median of a moderately small copy,
     a minority: its strong departures are mostly darker or mostly lighter. (A global median is fooled by a shadow
-    over half the page; and the DESK, a mask of a small copy, is painted over with the paper's median first: else
+    over half the page; and the DESK, a mask of a small copy, is painted over with the sheet nearest it first: else
     the sheet beside a dark desk would be lighter than its surroundings, like chalk.) A ground darker than 0.3 is
     never paper, and one lighter than LIGHT_GROUND always is: the vote is for the grounds between."""
     grey = rgb.mean(axis=2)
@@ -75,12 +75,24 @@ def light_ink(rgb, desk):
         return True
     if ground > LIGHT_GROUND:  # paper; the vote below would take a sheet amid a desk it missed for chalk
         return False
-    small = np.where(desk, ground, small)
+    small = paint_over(small, desk)
     local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
     departure = small - local
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
     lighter, darker = departure[departure > 4 * spread].sum(), -departure[departure < -4 * spread].sum()
     return lighter > 2 * darker  # clearly: dark ink on light paper is the usual case, and a blank page's guess
+
+
+def paint_over(image, desk):
+    """IMAGE (grey or colour) with the DESK painted over by the sheet nearest it, so that the sheet seems to go on
+    beyond its edge: beside a sunlit corner of the sheet the desk is painted bright, beside a shadowed one dark."""
+    if not desk.any():
+        return image
+    sheet, blur = np.float32(~desk), min(desk.shape) / 8
+    per_pixel = (slice(None), slice(None)) + (None,) * (image.ndim - 2)  # a mask for each channel of a colour image
+    nearby = cv2.GaussianBlur(image * sheet[per_pixel], (0, 0), blur) / \
+        np.maximum(cv2.GaussianBlur(sheet, (0, 0), blur), 1e-6)[per_pixel]
+    return np.where(desk[per_pixel], nearby, image)
 
 
 def closing(thumb, size=0.25):
@@ -109,11 +121,7 @@ def ink_contrast(rgb):
     desk = beyond_the_sheet(thumb)
     if light_ink(rgb, desk):
         rgb, thumb, desk = 1 - rgb, 1 - thumb, np.zeros_like(desk)
-    if desk.any():
-        sheet, blur = np.float32(~desk), min(thumb.shape[:2]) / 8
-        nearby = cv2.GaussianBlur(thumb * sheet[..., None], (0, 0), blur) / \
-            np.maximum(cv2.GaussianBlur(sheet, (0, 0), blur), 1e-6)[..., None]
-        thumb = np.where(desk[..., None], nearby, thumb)
+    thumb = paint_over(thumb, desk)
     paper = cv2.resize(closing(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
     contrast = darker_than(rgb, paper)
     desk = cv2.resize(np.uint8(desk), (w, h), interpolation=cv2.INTER_NEAREST) > 0

@@ -219,16 +219,19 @@ class PreprocessTest(unittest.TestCase):
 
     def test_a_sheet_amid_a_desk_is_not_chalk(self):
         """A dark desk on all four sides and a shadow across it all: the ink is still dark on light paper (the
-        vote of departures from a local median took the sheet for light ink, and inverted the page)."""
+        vote of departures from a local median took the sheet for light ink, and inverted the page). A white sheet,
+        and a dim one (its median 0.36 is left to the vote) whose sunlit corners stand out from the desk."""
         h, w = 300, 400
-        rgb = np.full((h, w, 3), 0.35, np.float32)  # the desk
-        rgb[40:260, 50:350] = 0.9  # the sheet
         rows, cols = np.mgrid[:h, :w]
-        rgb[cols + 0.5 * rows > 260] *= 0.6  # the shadow's slanted edge
-        rgb[100:180, 130:136] = 0.1  # a stroke
-        contrast, _ = ink_contrast(rgb)
-        self.assertGreater(contrast[120:160, 131:135].mean(), 0.8)
-        self.assertLess(np.percentile(contrast[50:250, 60:340], 90), 0.05)
+        for desk, sheet, shadow in (0.35, 0.9, 0.6), (0.1, 0.6, 0.6):
+            with self.subTest(desk=desk, sheet=sheet):
+                rgb = np.full((h, w, 3), desk, np.float32)
+                rgb[40:260, 50:350] = sheet
+                rgb[cols + 0.5 * rows > 260] *= shadow  # the shadow's slanted edge
+                rgb[100:180, 130:136] = 0.05  # a stroke
+                contrast, _ = ink_contrast(rgb)
+                self.assertGreater(contrast[120:160, 131:135].mean(), 0.8)
+                self.assertLess(np.percentile(contrast[50:250, 60:340], 90), 0.05)
 
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the piece is cut along the path that crosses least ink when the model is
