@@ -351,7 +351,7 @@ class Digit:
     digits written touching, the same ink cut in two along each of the paths that cross least ink: (left, right)
     Digits. The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
     image: np.ndarray
-    aspect: float = 1.0  # the ink's width over its height
+    aspect: float  # the ink's width over its height
     cuts: list = field(default_factory=list)
 
 
