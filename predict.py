@@ -27,26 +27,31 @@ def predict_images(model, images):
 # A piece wide enough to be two digits (preprocess.SPLIT_ASPECT) is read as the halves of its best cut when the model
 # is surer of each half than of the whole, and at least this sure: chosen on generated pages of touching pairs and
 # of single digits (NOTES.md); a sloppy single digit is seldom cut into two confident ones
-SURE_OF_A_HALF = 0.5
-# ...except a 0 narrower than this (width over height): cut down the middle, a 0 is two arcs read as "61" or "11"
-ROUND_ASPECT = 1.0
+SURE_OF_A_HALF = 0.8
+# ...except a 0 narrower than this (width over height): cut down the middle, a 0 is two arcs read as "61" or "67"
+ROUND_ASPECT = 1.2
+# ...and, in a number, a piece less than this many times as wide (over its height) as the widest of the others: that
+# is one wide digit (a 4 with a long bar, a round 0) among digits as wide
+AS_WIDE_AS_TWO = 1.4
 
 
 def read_number(model, digits):
     """(the number, each digit's probabilities, the 28x28 images read) for the Digits preprocess found. A piece wide
     enough to be two touching digits is read as the halves of its best cut when the model is surer of each half
     than of the whole."""
-    def read(digit):
+    def read(digit, widest_other=0.0):
         (whole,) = predict_images(model, [digit.image])
         best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
-        cuts = digit.cuts if digit.aspect >= ROUND_ASPECT or int(whole.argmax()) != 0 else []
+        round_zero = digit.aspect < ROUND_ASPECT and int(whole.argmax()) == 0
+        cuts = digit.cuts if digit.aspect >= AS_WIDE_AS_TWO * widest_other and not round_zero else []
         for left, right in cuts:
             halves = read(left) + read(right)
             sureness = min(float(p.max()) for p, _ in halves)
             if sureness > best_sureness:
                 best, best_sureness = halves, sureness
         return best
-    read_out = [pair for digit in digits for pair in read(digit)]
+    read_out = [pair for i, digit in enumerate(digits)
+                for pair in read(digit, max((d.aspect for d in digits[:i] + digits[i + 1:]), default=0.0))]
     probs = torch.stack([p for p, _ in read_out])
     return "".join(str(int(p.argmax())) for p in probs), probs, [image for _, image in read_out]
 

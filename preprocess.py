@@ -22,6 +22,8 @@ LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the 
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
+STRAIGHT_CUT_ASPECT = 1.1  # from this width over height, straight cuts are offered too: where round digits overlap,
+# every path crossing at most two strokes runs through a loop (NOTES.md)
 
 
 class ImageError(Exception):
@@ -348,8 +350,9 @@ def mnist_style(ink):
 @dataclass
 class Digit:
     """A digit as MNIST would have it, float32 (28, 28) in [0, 1], and, where its ink is wide enough to be two
-    digits written touching, the same ink cut in two along each of the paths that cross least ink: (left, right)
-    Digits. The reader decides, by the model's confidence, whether it is one digit or two and where the cut goes."""
+    digits written touching, the same ink cut in two along each of the paths that cross least ink, and straight down
+    at several columns where it is wider: (left, right) Digits. The reader decides, by the model's confidence,
+    whether it is one digit or two and where the cut goes."""
     image: np.ndarray
     aspect: float  # the ink's width over its height
     cuts: list = field(default_factory=list)
@@ -403,7 +406,10 @@ def as_digit(region, contrast, cut=True):
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     cuts = []
     if cut and x1 - x0 >= SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
-        for path in seams(region[y0:y1, x0:x1]):
+        paths = seams(region[y0:y1, x0:x1])
+        if x1 - x0 >= STRAIGHT_CUT_ASPECT * (y1 - y0):
+            paths += [np.full(y1 - y0, int(f * (x1 - x0))) for f in np.linspace(0.25, 0.75, 11)]
+        for path in paths:
             on_left = np.zeros(region.shape, bool)
             on_left[y0:y1, x0:x1] = np.arange(x1 - x0) < path[:, None]
             left, right = region & on_left, region & ~on_left
