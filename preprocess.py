@@ -22,6 +22,9 @@ LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the 
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
+TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
+SHADOW_SHARE = 0.1  # of a digit's contrast that stays against paper following shadows: digits on the pages of
+# NOTES.md keep 0.18 and more, the shadow corners read on blank pages 0.03-0.11
 STRAIGHT_CUT_ASPECT = 1.1  # from this width over height, straight cuts are offered too: where round digits overlap,
 # every path crossing at most two strokes runs through a loop (NOTES.md)
 
@@ -104,17 +107,32 @@ def closing(thumb, size=0.25):
     return cv2.morphologyEx(np.float32(thumb), cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
 
 
+def closing_by_reconstruction(thumb, size=0.25):
+    """Like closing(), but a dark region that the dilation does not remove (a shadow) comes back whole, corners and
+    all (a plain closing fills a shadow's acute corner with the light paper beside it): the dilation, then erosion
+    repeated until nothing changes, never below the picture. A stroke joined to a shadow takes its darkness too, so
+    this estimate only vets the digits found with the plain one (digit_images)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(size * min(thumb.shape[:2])),) * 2)
+    thumb = np.float32(thumb)
+    paper = cv2.dilate(thumb, kernel, borderType=cv2.BORDER_REPLICATE)
+    while True:
+        lower = np.maximum(cv2.erode(paper, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE), thumb)
+        if np.array_equal(lower, paper):
+            return paper
+        paper = lower
+
+
 def darker_than(rgb, paper):
     """Per pixel, how much darker RGB is than PAPER in its most contrasting channel: 0 as bright, 1 black."""
     return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=2), 0, 1)
 
 
-def ink_contrast(rgb):
+def ink_contrast(rgb, paper_of=closing):
     """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black;
     and where the desk is, a boolean mask.
 
-    The paper's brightness is a closing of a small copy, taken per channel so that blue ink on white paper keeps
-    its contrast in the red channel. What lies beyond the sheet (a desk along the picture's border) is not paper:
+    The paper's brightness is PAPER_OF (a closing) a small copy, taken per channel so that blue ink on white paper
+    keeps its contrast in the red channel. What lies beyond the sheet (a desk along the picture's border) is not paper:
     it is painted over with the sheet nearest it before the paper is estimated, and has no contrast. Light ink on a
     dark ground is inverted first."""
     h, w = rgb.shape[:2]
@@ -124,7 +142,7 @@ def ink_contrast(rgb):
     if light_ink(rgb, desk):
         rgb, thumb, desk = 1 - rgb, 1 - thumb, np.zeros_like(desk)
     thumb = paint_over(thumb, desk)
-    paper = cv2.resize(closing(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = cv2.resize(paper_of(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
     contrast = darker_than(rgb, paper)
     desk = cv2.resize(np.uint8(desk), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     contrast[desk] = 0
@@ -200,7 +218,7 @@ def along_border(mask, labels, count, desk=None):
     """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
     side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
     not one of them."""
-    if min(mask.shape) <= 64:  # a tight crop (MNIST's own 28x28): nothing there is a page's edge
+    if min(mask.shape) <= TIGHT_CROP:  # nothing there is a page's edge
         return set()
     margin = max(1, round(0.01 * min(mask.shape)))
     frame = np.ones(mask.shape, bool)
@@ -418,11 +436,21 @@ def as_digit(region, contrast, cut=True):
     return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts)
 
 
+def without_shadow_corners(rgb, regions, contrast):
+    """REGIONS less the corners of shadows that the paper's closing filled in: against paper that follows a shadow
+    (closing_by_reconstruction) such a corner has next to no contrast left, and a digit keeps most of its own. A
+    tight crop has no shadow, and its thick strokes would outlast the reconstruction's dilation."""
+    if not regions or min(rgb.shape[:2]) <= TIGHT_CROP:
+        return regions
+    against_shadows, _ = ink_contrast(rgb, closing_by_reconstruction)
+    return [r for r in regions if against_shadows[r].mean() >= SHADOW_SHARE * contrast[r].mean()]
+
+
 def digit_images(rgb):
     """The digits of an RGB image, left to right, as Digits; ImageError if there is none."""
     contrast, desk = ink_contrast(rgb)
     mask = ink_mask(contrast)
-    regions = digit_regions(mask, contrast, desk)
+    regions = without_shadow_corners(rgb, digit_regions(mask, contrast, desk), contrast)
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
     return [as_digit(region, contrast) for region in regions]
