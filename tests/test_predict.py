@@ -207,6 +207,15 @@ class PreprocessTest(unittest.TestCase):
         rgb[120:260, 600:612] = 0.1  # a 1 in the light
         self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
 
+    def test_the_readme_table_command(self):
+        """tests/photo_pages.py, which makes the README's table: each kind gets its row, and the summary counts the
+        pages of both blank kinds."""
+        proc = run_script("tests/photo_pages.py", "--pages", "1", "--only", "blank page")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("| blank page")]
+        self.assertEqual(len(rows), 2, proc.stdout)
+        self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-2] of 2")
+
     def test_a_sheet_on_a_desk(self):
         """The desk along one to four borders, skewed, a shadow across its edge, specks: today 20 of 20 single
         digits, in MNIST's hands and in others, and 18 of 20 numbers; a clear digit is never called blank."""
