@@ -111,7 +111,7 @@ def closing_by_reconstruction(thumb, size=0.25):
     """Like closing(), but a dark region that the dilation does not remove (a shadow) comes back whole, corners and
     all (a plain closing fills a shadow's acute corner with the light paper beside it): the dilation, then erosion
     repeated until nothing changes, never below the picture. A stroke joined to a shadow takes its darkness too, so
-    this estimate only vets the digits found with the plain one (digit_images)."""
+    this estimate only vets the digits found with the plain one (without_shadow_corners)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(size * min(thumb.shape[:2])),) * 2)
     thumb = np.float32(thumb)
     paper = cv2.dilate(thumb, kernel, borderType=cv2.BORDER_REPLICATE)
@@ -123,30 +123,43 @@ def closing_by_reconstruction(thumb, size=0.25):
 
 
 def darker_than(rgb, paper):
-    """Per pixel, how much darker RGB is than PAPER in its most contrasting channel: 0 as bright, 1 black."""
-    return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=2), 0, 1)
+    """Per pixel, how much darker RGB is than PAPER in its most contrasting channel (the last axis): 0 as bright,
+    1 black."""
+    return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=-1), 0, 1)
 
 
-def ink_contrast(rgb, paper_of=closing):
-    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black;
-    and where the desk is, a boolean mask.
-
-    The paper's brightness is PAPER_OF (a closing) a small copy, taken per channel so that blue ink on white paper
-    keeps its contrast in the red channel. What lies beyond the sheet (a desk along the picture's border) is not paper:
-    it is painted over with the sheet nearest it before the paper is estimated, and has no contrast. Light ink on a
-    dark ground is inverted first."""
+def as_dark_ink(rgb):
+    """(RGB as dark ink on light paper, a small copy of it with the desk painted over by the sheet, the desk on that
+    copy). What lies beyond the sheet (a desk along the picture's border) is not paper: painted over with the sheet
+    nearest it, it does not darken the paper's estimate. Light ink on a dark ground is inverted."""
     h, w = rgb.shape[:2]
     scale = min(1.0, THUMB_SIZE / max(h, w))
     thumb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     desk = beyond_the_sheet(thumb)
     if light_ink(rgb, desk):
         rgb, thumb, desk = 1 - rgb, 1 - thumb, np.zeros_like(desk)
-    thumb = paint_over(thumb, desk)
-    paper = cv2.resize(paper_of(thumb), (w, h), interpolation=cv2.INTER_LINEAR)
-    contrast = darker_than(rgb, paper)
-    desk = cv2.resize(np.uint8(desk), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return rgb, paint_over(thumb, desk), desk
+
+
+def full_size_paper(rgb, thumb, estimate=closing):
+    """The paper's brightness per pixel of RGB: ESTIMATE of its small copy THUMB, scaled up."""
+    return cv2.resize(estimate(thumb), rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def sheet_contrast(rgb, thumb, desk):
+    """Per pixel of RGB (dark ink, from as_dark_ink), how much darker than the paper it is: 0 paper, 1 black, and
+    nothing on the DESK; and the desk at RGB's size, a boolean mask."""
+    contrast = darker_than(rgb, full_size_paper(rgb, thumb))
+    desk = cv2.resize(np.uint8(desk), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
     contrast[desk] = 0
     return contrast, desk
+
+
+def ink_contrast(rgb):
+    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black;
+    and where the desk is, a boolean mask. The paper's brightness is a closing of a small copy, taken per channel so
+    that blue ink on white paper keeps its contrast in the red channel; the desk has no contrast."""
+    return sheet_contrast(*as_dark_ink(rgb))
 
 
 def beyond_the_sheet(thumb):
@@ -436,21 +449,22 @@ def as_digit(region, contrast, cut=True):
     return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts)
 
 
-def without_shadow_corners(rgb, regions, contrast):
+def without_shadow_corners(regions, contrast, rgb, thumb):
     """REGIONS less the corners of shadows that the paper's closing filled in: against paper that follows a shadow
-    (closing_by_reconstruction) such a corner has next to no contrast left, and a digit keeps most of its own. A
-    tight crop has no shadow, and its thick strokes would outlast the reconstruction's dilation."""
+    (closing_by_reconstruction of THUMB) such a corner has next to no CONTRAST left, and a digit keeps most of its
+    own. RGB and THUMB as from as_dark_ink. A tight crop has no shadow, and its thick strokes would outlast the
+    reconstruction's dilation."""
     if not regions or min(rgb.shape[:2]) <= TIGHT_CROP:
         return regions
-    against_shadows, _ = ink_contrast(rgb, closing_by_reconstruction)
-    return [r for r in regions if against_shadows[r].mean() >= SHADOW_SHARE * contrast[r].mean()]
+    shadowed = full_size_paper(rgb, thumb, closing_by_reconstruction)
+    return [r for r in regions if darker_than(rgb[r], shadowed[r]).mean() >= SHADOW_SHARE * contrast[r].mean()]
 
 
 def digit_images(rgb):
     """The digits of an RGB image, left to right, as Digits; ImageError if there is none."""
-    contrast, desk = ink_contrast(rgb)
-    mask = ink_mask(contrast)
-    regions = without_shadow_corners(rgb, digit_regions(mask, contrast, desk), contrast)
+    rgb, thumb, small_desk = as_dark_ink(rgb)
+    contrast, desk = sheet_contrast(rgb, thumb, small_desk)
+    regions = without_shadow_corners(digit_regions(ink_mask(contrast), contrast, desk), contrast, rgb, thumb)
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
     return [as_digit(region, contrast) for region in regions]
