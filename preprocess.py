@@ -20,6 +20,7 @@ DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the b
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
 LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
+SLIVER = 0.06  # of the picture's short side: a short piece wholly this close to its edge is a page's edge
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
@@ -308,15 +309,18 @@ def is_stroke(piece, width, stats, min_height):
 
 
 def is_sheet_edge(piece, shape):
-    """A long thin piece running beside the picture's edge, within its outer band: the edge of a sheet on a desk or
-    of a tilted page, left as a line where its dark side was cut away (writing keeps clear of the margins)."""
+    """A long thin piece running beside the picture's edge, within its outer band, or a short one lying wholly
+    against the edge: the edge of a sheet on a desk or of a tilted page, left as a line where its dark side was cut
+    away, or a stretch of it that a shadow cut short (writing keeps clear of the margins)."""
     h, w = shape
     width = piece.x1 - piece.x0
     beside_a_side = piece.x1 < MARGIN * w or piece.x0 > (1 - MARGIN) * w
     beside_top_or_bottom = piece.y1 < MARGIN * h or piece.y0 > (1 - MARGIN) * h
     upright = piece.height > 3 * width and piece.height > 0.3 * h and beside_a_side
     lying = width > 3 * piece.height and width > 0.3 * w and beside_top_or_bottom
-    return upright or lying
+    against = min(piece.x1, piece.y1, w - piece.x0, h - piece.y0) <= SLIVER * min(h, w)
+    sliver = against and max(piece.height, width) < 0.5 * min(h, w)  # a digit filling a tight crop spans more
+    return upright or lying or sliver
 
 
 def digit_regions(mask, contrast, desk):

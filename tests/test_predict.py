@@ -207,6 +207,19 @@ class PreprocessTest(unittest.TestCase):
         rgb[120:260, 600:612] = 0.1  # a 1 in the light
         self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
 
+    def test_a_sliver_of_the_pages_edge_is_not_a_digit(self):
+        """A tilted page's edge, cut short where a shadow crosses it, leaves a short thin dark piece lying against
+        the picture's edge: read as a 1 before. A 1 written on the page is still read."""
+        h, w = 600, 800
+        edge = np.zeros((h, w), np.float32)
+        cv2.fillPoly(edge, [np.array([[w - 6, 280], [w, 280], [w, 325], [w - 4, 325]], np.int32)], 1)
+        rgb = np.full((h, w, 3), 0.85, np.float32) * (1 - 0.7 * cv2.GaussianBlur(edge, (0, 0), 1))[..., None]
+        rgb += np.random.default_rng(0).normal(0, 0.01, rgb.shape).astype(np.float32)  # the sensor's noise
+        with self.assertRaisesRegex(ImageError, "no digit"):
+            digit_images(np.clip(rgb, 0, 1))
+        rgb[200:340, 300:312] = 0.1
+        self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
+
     def test_the_readme_table_command(self):
         """tests/photo_pages.py, which makes the README's table: each kind gets its row, and the summary counts the
         pages of both blank kinds."""
