@@ -15,7 +15,8 @@ WORK_SIZE = 1024  # long side of the copy digits are found on: even a small digi
 THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
-MIN_CONTRAST = 0.08  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
+MIN_CONTRAST = 0.11  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
+INK_FLOOR = 0.04  # of the paper's brightness: the faintest a pixel of a stroke may be
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
 LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
@@ -191,8 +192,8 @@ def ink_mask(contrast):
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
     noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, 0.5 * MIN_CONTRAST)
-    weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, 0.5 * MIN_CONTRAST)
+    strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, INK_FLOOR)
+    weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, INK_FLOOR)
     weak = remove_ruled_lines(weak)  # here, where faint lines are whole: else they would grow out of the digits
     _, labels = cv2.connectedComponents(np.uint8(weak), connectivity=8)
     return np.isin(labels, np.unique(labels[strong & weak]))  # hysteresis: faint stretches of a stroke stay joined
