@@ -320,7 +320,7 @@ def is_sheet_edge(piece, shape):
     upright = piece.height > 3 * width and piece.height > 0.3 * h and beside_a_side
     lying = width > 3 * piece.height and width > 0.3 * w and beside_top_or_bottom
     against = min(piece.x1, piece.y1, w - piece.x0, h - piece.y0) <= SLIVER * min(h, w)
-    sliver = against and max(piece.height, width) < 0.5 * min(h, w)  # a digit filling a tight crop spans more
+    sliver = against and max(piece.height, width) < 0.5 * min(h, w)  # as short as the slivers measured (NOTES.md)
     return upright or lying or sliver
 
 
