@@ -180,6 +180,7 @@ class ServerTest(unittest.TestCase):
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         server = start_script("app.py", "--port", port)
+        self.addCleanup(server.communicate)  # runs after the kill (last added, first run): reaps it, closes its pipes
         self.addCleanup(server.kill)
         self.assertIn("serving on http://127.0.0.1:", server.stdout.readline())
         url = f"http://127.0.0.1:{port}/predict"
