@@ -68,11 +68,12 @@ def odd(n):
 
 
 def light_ink(rgb, desk):
-    """Is the ink lighter than the paper? Ink is what departs from the local median of a moderately small copy,
-    a minority: its strong departures are mostly darker or mostly lighter. (A global median is fooled by a shadow
-    over half the page; and the DESK, a mask of a small copy, is painted over with the sheet nearest it first: else
-    the sheet beside a dark desk would be lighter than its surroundings, like chalk.) A ground darker than 0.3 is
-    never paper, and one lighter than LIGHT_GROUND always is: the vote is for the grounds between."""
+    """Is the ink lighter than the paper? Ink is what departs from the local median (over an eighth of a small
+    copy: a wider band of light or shade is ground), a minority: its strong departures are mostly darker or mostly
+    lighter. (A global median is fooled by a shadow over half the page; and the DESK, a mask of a small copy, is
+    painted over with the sheet nearest it first: else the sheet beside a dark desk would be lighter than its
+    surroundings, like chalk.) A ground darker than 0.3 is never paper, and one lighter than LIGHT_GROUND always
+    is: the vote is for the grounds between."""
     grey = rgb.mean(axis=2)
     scale = min(1.0, 256 / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
@@ -83,7 +84,7 @@ def light_ink(rgb, desk):
     if ground > LIGHT_GROUND:  # paper; the vote below would take a sheet amid a desk it missed for chalk
         return False
     small = paint_over(small, desk)
-    local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 4)) / 255
+    local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 8)) / 255
     departure = small - local
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
     lighter, darker = departure[departure > 4 * spread].sum(), -departure[departure < -4 * spread].sum()
