@@ -150,19 +150,14 @@ def full_size_paper(rgb, thumb, estimate=closing):
 
 
 def sheet_contrast(rgb, thumb, desk):
-    """Per pixel of RGB (dark ink, from as_dark_ink), how much darker than the paper it is: 0 paper, 1 black, and
-    nothing on the DESK; and the desk at RGB's size, a boolean mask."""
+    """Per pixel of RGB (dark ink, from as_dark_ink), how much darker than the paper it is, in its most contrasting
+    channel: 0 paper, 1 black, and nothing on the DESK; and the desk at RGB's size, a boolean mask. The paper's
+    brightness is a closing of the small copy THUMB, taken per channel so that blue ink on white paper keeps its
+    contrast in the red channel."""
     contrast = darker_than(rgb, full_size_paper(rgb, thumb))
     desk = cv2.resize(np.uint8(desk), rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
     contrast[desk] = 0
     return contrast, desk
-
-
-def ink_contrast(rgb):
-    """Per pixel, how much darker than the local paper it is, in its most contrasting channel: 0 paper, 1 black;
-    and where the desk is, a boolean mask. The paper's brightness is a closing of a small copy, taken per channel so
-    that blue ink on white paper keeps its contrast in the red channel; the desk has no contrast."""
-    return sheet_contrast(*as_dark_ink(rgb))
 
 
 def beyond_the_sheet(thumb):

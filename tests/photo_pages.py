@@ -378,7 +378,7 @@ def measure(count, seed, failures=None, only=""):
     for kind, (right, total) in tally.items():
         print(f"| {kind} | {right} of {total} | {100 * right / total:.1f}% |")
     print(f"\npages with a digit reported as blank: {called_blank} of {with_digits}; blank pages read as a digit: "
-          f"{read_blank} of {sum(total for kind, (_, total) in tally.items() if kind.startswith('blank'))}")
+          f"{read_blank} of {sum(total for _, total in tally.values()) - with_digits}")
     if failures:
         grid(failures, wrong[:24])
 

@@ -20,7 +20,7 @@ from data import load_mnist
 from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page, stroke_digit
 import predict
 from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_number
-from preprocess import Digit, ImageError, digit_images, ink_contrast, read_digits, read_rgb, seams
+from preprocess import Digit, ImageError, as_dark_ink, digit_images, read_digits, read_rgb, seams, sheet_contrast
 
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
 PAGES_PER_CONDITION = 20
@@ -192,6 +192,14 @@ class PreprocessTest(unittest.TestCase):
         right, _, wrong = self.read_pages(5, 2 * len(BLANK_CONDITIONS), 0, None, BLANK_CONDITIONS)
         self.assertGreaterEqual(right, 14, wrong)  # 15 of 16 today
 
+    def assert_blank_until_a_1(self, rgb, rows, cols):
+        """RGB, with the sensor's noise added, has no digit; with a dark 1 at ROWS x COLS (start, stop) it reads 1."""
+        rgb = rgb + np.random.default_rng(0).normal(0, 0.01, rgb.shape).astype(np.float32)
+        with self.assertRaisesRegex(ImageError, "no digit"):
+            digit_images(np.clip(rgb, 0, 1))
+        rgb[slice(*rows), slice(*cols)] = 0.1
+        self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
+
     def test_blank_pages_under_every_condition_at_once(self):
         """Tilt, shadow, lines, uneven light and blur together: a stretch of the tilted page's edge or a faint blot
         in a shadow was read as a digit on 9 of these 20 pages; 4 today."""
@@ -206,12 +214,7 @@ class PreprocessTest(unittest.TestCase):
         wedge = np.zeros((h, w), np.uint8)
         cv2.fillPoly(wedge, [np.array([[0, 200], [0, 400], [480, 400]], np.int32)], 1)  # from the left edge
         shade = 1 - 0.4 * cv2.GaussianBlur(np.float32(wedge), (0, 0), 1.5)  # its edge softened by the lens
-        rgb = np.full((h, w, 3), 0.9, np.float32) * shade[..., None]
-        rgb += np.random.default_rng(0).normal(0, 0.01, rgb.shape).astype(np.float32)  # the sensor's noise
-        with self.assertRaisesRegex(ImageError, "no digit"):
-            digit_images(np.clip(rgb, 0, 1))
-        rgb[120:260, 600:612] = 0.1  # a 1 in the light
-        self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
+        self.assert_blank_until_a_1(np.full((h, w, 3), 0.9, np.float32) * shade[..., None], (120, 260), (600, 612))
 
     def test_a_sliver_of_the_pages_edge_is_not_a_digit(self):
         """A tilted page's edge, cut short where a shadow crosses it, leaves a short thin dark piece lying against
@@ -219,12 +222,8 @@ class PreprocessTest(unittest.TestCase):
         h, w = 600, 800
         edge = np.zeros((h, w), np.float32)
         cv2.fillPoly(edge, [np.array([[w - 6, 280], [w, 280], [w, 325], [w - 4, 325]], np.int32)], 1)
-        rgb = np.full((h, w, 3), 0.85, np.float32) * (1 - 0.7 * cv2.GaussianBlur(edge, (0, 0), 1))[..., None]
-        rgb += np.random.default_rng(0).normal(0, 0.01, rgb.shape).astype(np.float32)  # the sensor's noise
-        with self.assertRaisesRegex(ImageError, "no digit"):
-            digit_images(np.clip(rgb, 0, 1))
-        rgb[200:340, 300:312] = 0.1
-        self.assertEqual(read_number(self.model, digit_images(np.clip(rgb, 0, 1)))[0], "1")
+        shade = 1 - 0.7 * cv2.GaussianBlur(edge, (0, 0), 1)
+        self.assert_blank_until_a_1(np.full((h, w, 3), 0.85, np.float32) * shade[..., None], (200, 340), (300, 312))
 
     def test_the_readme_table_command(self):
         """tests/photo_pages.py, which makes the README's table: each kind gets its row, and the summary counts the
@@ -253,7 +252,7 @@ class PreprocessTest(unittest.TestCase):
         rgb[:, :60] = rgb[270:] = (0.3, 0.2, 0.1)  # dark wood along the left and bottom borders
         rgb[:, 250:] *= 0.55  # a shadow across the sheet and the desk
         rgb[100:180, 150:156] = 0.1  # a stroke on the sheet
-        contrast, desk = ink_contrast(rgb)
+        contrast, desk = sheet_contrast(*as_dark_ink(rgb))
         self.assertGreater(desk[:, :50].mean(), 0.95)
         self.assertGreater(desk[280:].mean(), 0.95)
         self.assertEqual(contrast[desk].max(), 0)
@@ -273,7 +272,7 @@ class PreprocessTest(unittest.TestCase):
                 rgb[40:260, 50:350] = sheet
                 rgb[cols + 0.5 * rows > 260] *= shadow  # the shadow's slanted edge
                 rgb[100:180, 130:136] = 0.05  # a stroke
-                contrast, _ = ink_contrast(rgb)
+                contrast, _ = sheet_contrast(*as_dark_ink(rgb))
                 self.assertGreater(contrast[120:160, 131:135].mean(), 0.8)
                 self.assertLess(np.percentile(contrast[50:250, 60:340], 90), 0.05)
 
