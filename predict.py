@@ -28,8 +28,10 @@ def predict_images(model, images):
 # is surer of each half than of the whole, and at least this sure: chosen on generated pages of touching pairs and
 # of single digits (NOTES.md); a sloppy single digit is seldom cut into two confident ones
 SURE_OF_A_HALF = 0.8
-# ...except a 0 narrower than this (width over height): cut down the middle, a 0 is two arcs read as "61" or "67"
+# ...except a 0 narrower than this (width over height): cut down the middle, a 0 is two arcs read as "61" or "67";
+# but only one the model is this sure of: a piece read as a 0 less surely is often a 6 or a 1 touching a 0 ("60", "01")
 ROUND_ASPECT = 1.2
+ROUND_SURE = 0.7
 # ...and, in a number, a piece less than this many times as wide (over its height) as the widest of the others: that
 # is one wide digit (a 4 with a long bar, a round 0) among digits as wide
 AS_WIDE_AS_TWO = 1.4
@@ -42,10 +44,13 @@ def read_number(model, digits):
     def read(digit, widest_other=0.0):
         (whole,) = predict_images(model, [digit.image])
         best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
-        round_zero = digit.aspect < ROUND_ASPECT and int(whole.argmax()) == 0
+        read_as = int(whole.argmax())
+        round_zero = digit.aspect < ROUND_ASPECT and read_as == 0 and float(whole.max()) >= ROUND_SURE
         cuts = digit.cuts if digit.aspect >= AS_WIDE_AS_TWO * widest_other and not round_zero else []
         for left, right in cuts:
             halves = read(left) + read(right)
+            if read_as == 1 and all(int(p.argmax()) == 1 for p, _ in halves):
+                continue  # a European 1's flag and foot, cut off the stem, are no second 1
             sureness = min(float(p.max()) for p, _ in halves)
             if sureness > best_sureness:
                 best, best_sureness = halves, sureness

@@ -308,6 +308,24 @@ class PreprocessTest(unittest.TestCase):
         self.assertEqual([r for r in reads if len(r) != 1], [])  # the 20th: "51" when cut (full-size pages)
         self.assertGreaterEqual(reads.count("0"), 19, reads)
 
+    def test_only_a_sure_zero_stays_whole(self):
+        """A piece read as a 0, but less than 70% sure, may be a 6 or a 1 touching a 0: its cut is read."""
+        six, zero, other_six, other_zero = (np.float32(self.images[i].numpy()) / 255 for i in (21, 13, 11, 10))
+        halves = [(Digit(other_six, 0.6), Digit(other_zero, 0.6))]  # each read sure
+        unsure = Digit(np.maximum(six, zero), 1.0, halves)  # a 6 overlapping a 0: read as a 0, 52% sure
+        self.assertEqual(read_number(self.model, [unsure])[0], "60")
+        self.assertEqual(read_number(self.model, [Digit(zero, 1.0, halves)])[0], "0")  # 97% sure: not cut
+
+    def test_a_one_is_not_cut_into_two_ones(self):
+        """A European 1's flag and foot, cut off its stem, read as a second 1 (a 1 read "11" on 2 of the 300 pages of
+        single digits in other hands, seeds 0-2): a piece read as a 1 is not cut into two 1s, but may be into others."""
+        one, seven = (np.float32(self.images[i].numpy()) / 255 for i in (2, 0))
+        flagged_one = np.maximum(one, 0.3 * seven)  # read as a 1, 60% sure
+        two_ones = [(Digit(np.float32(self.images[5].numpy()) / 255, 0.4), Digit(one, 0.4))]  # each 1 read sure
+        self.assertEqual(read_number(self.model, [Digit(flagged_one, 0.8, two_ones)])[0], "1")
+        one_and_seven = [(Digit(one, 0.4), Digit(seven, 0.6))]
+        self.assertEqual(read_number(self.model, [Digit(flagged_one, 0.8, one_and_seven)])[0], "17")
+
     def test_a_cut_goes_where_two_digits_touch(self):
         """The cut follows the least ink, crossing at most two strokes: through a thin bridge between two blocks,
         never across three bars."""
