@@ -225,6 +225,15 @@ class PreprocessTest(unittest.TestCase):
         shade = 1 - 0.7 * cv2.GaussianBlur(edge, (0, 0), 1)
         self.assert_blank_until_a_1(np.full((h, w, 3), 0.85, np.float32) * shade[..., None], (200, 340), (300, 312))
 
+    def test_a_round_digit_on_the_lines_stays_whole(self):
+        """Ruled lines are erased where no ink thicker than a line crosses them: a bold 0 whose top and bottom run
+        along two lines lost both arcs when that ink had to be twice as thick as a line, and was read "11"."""
+        page = np.full((600, 800, 3), (240, 238, 236), np.uint8)
+        for y in range(80, 600, 60):
+            cv2.line(page, (0, y), (799, y), (150, 180, 200), 2)  # blue lines, 2 pixels wide
+        cv2.ellipse(page, (400, 260), (45, 60), 0, 0, 360, (30, 30, 30), 8, cv2.LINE_AA)  # from line 200 to line 320
+        self.assertEqual(read_number(self.model, digit_images(np.float32(page) / 255))[0], "0")
+
     def test_the_readme_table_command(self):
         """tests/photo_pages.py, which makes the README's table: each kind gets its row, and the summary counts the
         pages of both blank kinds."""
