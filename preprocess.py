@@ -21,7 +21,7 @@ DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the b
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
 LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
-SLIVER = 0.06  # of the picture's short side: a short piece wholly this close to its edge is a page's edge
+SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to its edge is a page's edge (NOTES.md)
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
