@@ -1,6 +1,6 @@
 """Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
 what MNIST looks like (preprocess.py), then classified. Two digits that touch are read as two when the model is
-surer of the halves than of the whole (60-70% of pairs on the README's pages); three that touch are read as fewer."""
+surer of the halves than of the whole (70-80% of pairs on the README's pages); three that touch are read as fewer."""
 import argparse
 import json
 import sys

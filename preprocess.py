@@ -215,10 +215,11 @@ def remove_ruled_lines(mask):
         thickness = np.count_nonzero(binary & near) / length  # an overestimate where strokes cross it
         if thickness > max_thickness:
             continue
+        band_width = odd(thickness + 4)  # the line and 2 pixels each side
         band = np.zeros_like(binary)
-        cv2.line(band, (x1, y1), (x2, y2), 255, thickness=odd(thickness + 4))
-        across = np.zeros((odd(thickness + 4),) * 2, np.uint8)  # perpendicular to the line, as long as the band
-        # is wide: twice the line's width erased a bold 0's arcs where they run along a line (NOTES.md)
+        cv2.line(band, (x1, y1), (x2, y2), 255, thickness=band_width)
+        across = np.zeros((band_width,) * 2, np.uint8)  # perpendicular to the line: ink that spans the band stays
+        # (ink twice the line's width, as before, erased a bold 0's arcs where they run along a line: NOTES.md)
         c, (dx, dy) = across.shape[0] // 2, ((y1 - y2) / length, (x2 - x1) / length)
         cv2.line(across, (round(c - c * dx), round(c - c * dy)), (round(c + c * dx), round(c + c * dy)), 1)
         thick = cv2.morphologyEx(keep, cv2.MORPH_OPEN, across)  # keep, not binary: crossings of two lines go too
