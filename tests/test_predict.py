@@ -67,6 +67,10 @@ class PreprocessTest(unittest.TestCase):
         _, _, cls.images, cls.labels = load_mnist()
         cls.digits, cls.sample_labels = cls.images[list(SAMPLE)].numpy(), cls.labels[list(SAMPLE)].tolist()
 
+    def mnist_digits(self, *indices):
+        """MNIST test digits at INDICES as float images in [0, 1], as a Digit holds them."""
+        return [np.float32(self.images[i].numpy()) / 255 for i in indices]
+
     def read(self, img):
         """The number the model reads in a PIL image ('' when no digit is found)."""
         try:
@@ -306,7 +310,7 @@ class PreprocessTest(unittest.TestCase):
     def test_a_digit_as_wide_as_its_neighbours_is_not_cut(self):
         """In a number, a piece is read as two touching digits only where it is much wider than its widest neighbour:
         beside digits as wide, it is one wide digit (a 4 with a long bar, a round 0), however sure the halves."""
-        one, seven = (np.float32(self.images[i].numpy()) / 255 for i in (2, 0))  # a 1 and a 7, each read sure
+        one, seven = self.mnist_digits(2, 0)  # a 1 and a 7, each read sure
         pair = Digit(np.maximum(one, seven), 1.2, [(Digit(one, 0.4), Digit(seven, 0.8))])  # overlaid: read unsure
         self.assertEqual(read_number(self.model, [pair])[0], "17")
         self.assertEqual(read_number(self.model, [Digit(seven, 0.6), pair])[0], "717")  # twice a neighbour's width
@@ -323,7 +327,7 @@ class PreprocessTest(unittest.TestCase):
 
     def test_only_a_sure_zero_stays_whole(self):
         """A piece read as a 0, but less than 70% sure, may be a 6 or a 1 touching a 0: its cut is read."""
-        six, zero, other_six, other_zero = (np.float32(self.images[i].numpy()) / 255 for i in (21, 13, 11, 10))
+        six, zero, other_six, other_zero = self.mnist_digits(21, 13, 11, 10)
         halves = [(Digit(other_six, 0.6), Digit(other_zero, 0.6))]  # each read sure
         unsure = Digit(np.maximum(six, zero), 1.0, halves)  # a 6 overlapping a 0: read as a 0, 52% sure
         self.assertEqual(read_number(self.model, [unsure])[0], "60")
@@ -332,9 +336,9 @@ class PreprocessTest(unittest.TestCase):
     def test_a_one_is_not_cut_into_two_ones(self):
         """A European 1's flag and foot, cut off its stem, read as a second 1 (a 1 read "11" on 2 of the 300 pages of
         single digits in other hands, seeds 0-2): a piece read as a 1 is not cut into two 1s, but may be into others."""
-        one, seven = (np.float32(self.images[i].numpy()) / 255 for i in (2, 0))
+        one, other_one, seven = self.mnist_digits(2, 5, 0)
         flagged_one = np.maximum(one, 0.3 * seven)  # read as a 1, 60% sure
-        two_ones = [(Digit(np.float32(self.images[5].numpy()) / 255, 0.4), Digit(one, 0.4))]  # each 1 read sure
+        two_ones = [(Digit(other_one, 0.4), Digit(one, 0.4))]  # each 1 read sure
         self.assertEqual(read_number(self.model, [Digit(flagged_one, 0.8, two_ones)])[0], "1")
         one_and_seven = [(Digit(one, 0.4), Digit(seven, 0.6))]
         self.assertEqual(read_number(self.model, [Digit(flagged_one, 0.8, one_and_seven)])[0], "17")
