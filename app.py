@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pairs import DEFAULT_PAIR_CHECKPOINT, PairNet
 from predict import DEFAULT_CHECKPOINT, json_row, model_or_exit, read_number
 from preprocess import ImageError, digit_images, read_rgb
 
@@ -31,12 +32,12 @@ def png_data_url(image):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def answer(model, body, with_images=False):
+def answer(model, body, with_images=False, pair_model=None):
     """(HTTP status, JSON object) for an image's bytes: predict.py --json's object, or its error object."""
     if not body:
         return HTTPStatus.BAD_REQUEST, {"path": "upload", "error": "empty request body; send an image file's bytes"}
     try:
-        _, probs, images = read_number(model, digit_images(read_rgb(body)))
+        _, probs, images = read_number(model, digit_images(read_rgb(body)), pair_model)
     except ImageError as e:
         return HTTPStatus.UNPROCESSABLE_ENTITY, {"path": "upload", "error": str(e)}
     row = json_row("upload", probs)
@@ -46,7 +47,7 @@ def answer(model, body, with_images=False):
 
 
 class Handler(BaseHTTPRequestHandler):
-    model = None  # set by make_server
+    model = pair_model = None  # set by make_server
     server_version = "mnist-app"
 
     def send_json(self, status, obj, headers=()):
@@ -90,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             self.discard_body(length)
             return self.send_error_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                         f"the image is {length:,} bytes; at most {MAX_BODY:,} are read")
-        status, obj = answer(self.model, self.rfile.read(length), "images=1" in url.query)
+        status, obj = answer(self.model, self.rfile.read(length), "images=1" in url.query, self.pair_model)
         self.send_json(status, obj)
 
     def discard_body(self, length, chunk=1 << 20):
@@ -116,9 +117,9 @@ class Handler(BaseHTTPRequestHandler):
             super().log_request(code, size)
 
 
-def make_server(model, host="127.0.0.1", port=8000):
-    """A ThreadingHTTPServer for MODEL (port 0: any free port); serve it with serve_forever()."""
-    handler = type("ModelHandler", (Handler,), {"model": model})
+def make_server(model, host="127.0.0.1", port=8000, pair_model=None):
+    """A ThreadingHTTPServer for MODEL and PAIR_MODEL (port 0: any free port); serve it with serve_forever()."""
+    handler = type("ModelHandler", (Handler,), {"model": model, "pair_model": pair_model})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
@@ -129,15 +130,17 @@ def parse_args(argv=None):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network, take care)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
+    p.add_argument("--pair-checkpoint", default=str(DEFAULT_PAIR_CHECKPOINT),
+                   help="checkpoint written by pairs.py: reads two digits written touching")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    model = model_or_exit(args.checkpoint)
+    model, pair_model = model_or_exit(args.checkpoint), model_or_exit(args.pair_checkpoint, PairNet)
     torch.set_num_threads(1)  # many small requests at once: one thread each beats threads fighting over cores
     try:
-        server = make_server(model, args.host, args.port)
+        server = make_server(model, args.host, args.port, pair_model)
     except OSError as e:
         sys.exit(f"error: cannot listen on {args.host}:{args.port} ({e.strerror}); try another --port")
     print(f"serving on http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops it)", flush=True)

@@ -56,15 +56,16 @@ def load_checkpoint(path, map_location="cpu"):
     return ckpt
 
 
-def load_model(path, device="cpu"):
-    """Rebuild the model a checkpoint describes, load its weights, and return (model in eval mode, checkpoint)."""
+def load_model(path, device="cpu", net=Net):
+    """Rebuild the model (NET: Net or pairs.PairNet) a checkpoint describes, load its weights, and return (model in
+    eval mode, checkpoint)."""
     ckpt = load_checkpoint(path)
     try:
         config = ModelConfig(**{**ckpt["model_config"], "channels": tuple(ckpt["model_config"]["channels"])})
-        model = Net(config)
+        model = net(config)
         model.load_state_dict(ckpt["model"])
     except (TypeError, KeyError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit model.py ({reason[:200]}); "
-                              "retrain with `python train.py`") from e
+        raise CheckpointError(f"checkpoint {path} does not fit {net.__name__} ({reason[:200]}); "
+                              f"retrain with `python {net.trained_by}`") from e
     return model.to(device).eval(), ckpt

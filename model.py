@@ -18,6 +18,16 @@ def conv_bn_relu(c_in, c_out, padding):
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+def feature_layers(config):
+    """The conv layers, up to the last feature maps (CONFIG.channels[-1] of them)."""
+    c1, c2, c3, c4 = config.channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
+        conv_bn_relu(c1, c2, 0), conv_bn_relu(c2, c3, 0), nn.MaxPool2d(2), nn.Dropout(config.dropout),
+        conv_bn_relu(c3, c4, 1),
+    )
+
+
 class Net(nn.Module):
     """Input: images (N, 1, 28, 28) in [0, 1] (normalised inside). Output: logits (N, 10), not log-probs.
 
@@ -26,19 +36,15 @@ class Net(nn.Module):
     pixels: at full resolution they cost more than the conv itself on a 2-core CPU (see NOTES.md). Unpadded convs
     shrink the maps further before the costlier layers.
     """
+    trained_by = "train.py"
 
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         config = config or ModelConfig()
-        c1, c2, c3, c4 = config.channels
         self.config = config
-        self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
-            conv_bn_relu(c1, c2, 0), conv_bn_relu(c2, c3, 0), nn.MaxPool2d(2), nn.Dropout(config.dropout),
-            conv_bn_relu(c3, c4, 1),
-        )
+        self.features = feature_layers(config)
         self.gap = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c4, 10)
+        self.classifier = nn.Linear(config.channels[-1], 10)
 
     def forward(self, x):
         x = (x - MNIST_MEAN) / MNIST_STD

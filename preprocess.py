@@ -24,6 +24,7 @@ MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet'
 SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to its edge is a page's edge (NOTES.md)
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
+PAIR_WIDTH = 56  # columns of the picture of a piece that may be two digits: two MNIST digits side by side
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
 SHADOW_SHARE = 0.1  # of a digit's contrast that stays against paper following shadows: digits on the pages of
 # NOTES.md keep 0.18 and more, the shadow corners read on blank pages 0.03-0.11
@@ -359,24 +360,25 @@ def digit_regions(mask, contrast, desk):
             if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]
 
 
-def mnist_style(ink):
+def mnist_style(ink, width=28):
     """MNIST's own preprocessing of light-on-black ink (float, any size): the ink's bounding box scaled into 20x20
-    keeping its aspect ratio, placed in 28x28 with its centre of mass at the centre. Returns float32 (28, 28)."""
+    keeping its aspect ratio, placed in 28x28 with its centre of mass at the centre. Returns float32 (28, 28).
+    A wider WIDTH (PAIR_WIDTH) gives the box WIDTH - 8 columns and returns (28, WIDTH): two digits side by side."""
     rows, cols = np.nonzero(ink > 0.2 * ink.max())
     crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     h, w = crop.shape
-    scale = 20 / max(h, w)
+    scale = min(20 / h, (width - 8) / w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     digit = np.asarray(Image.fromarray(np.float32(crop)).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     digit = np.clip(digit, 0, None)
     digit /= max(digit.max(), 1e-6)  # thin strokes fade when shrunk: restore full ink
 
-    canvas = np.zeros((28, 28), dtype=np.float32)
+    canvas = np.zeros((28, width), dtype=np.float32)
     mass = digit.sum()
     cy = (digit.sum(1) * np.arange(digit.shape[0])).sum() / mass
     cx = (digit.sum(0) * np.arange(digit.shape[1])).sum() / mass
     top = int(np.clip(round(14 - cy), 0, 28 - digit.shape[0]))  # MNIST puts the centre of mass at pixel (14, 14)
-    left = int(np.clip(round(14 - cx), 0, 28 - digit.shape[1]))
+    left = int(np.clip(round(width / 2 - cx), 0, width - digit.shape[1]))
     canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
     return canvas
 
@@ -390,6 +392,7 @@ class Digit:
     image: np.ndarray
     aspect: float  # the ink's width over its height
     cuts: list = field(default_factory=list)
+    pair: np.ndarray | None = None  # where it may be two digits: the ink as two MNIST digits side by side (28, 56)
 
 
 def seams(region, count=5):
@@ -438,8 +441,9 @@ def as_digit(region, contrast, cut=True):
     ink = np.clip(ink / np.percentile(ink[region], 90), 0, 1)  # faint pencil and dark ink alike reach full ink
     rows, cols = np.nonzero(region)
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    cuts = []
+    cuts, pair = [], None
     if cut and x1 - x0 >= SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
+        pair = mnist_style(ink, PAIR_WIDTH)
         paths = seams(region[y0:y1, x0:x1])
         if x1 - x0 >= STRAIGHT_CUT_ASPECT * (y1 - y0):
             paths += [np.full(y1 - y0, int(f * (x1 - x0))) for f in np.linspace(0.25, 0.75, 11)]
@@ -449,7 +453,7 @@ def as_digit(region, contrast, cut=True):
             left, right = region & on_left, region & ~on_left
             if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
                 cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
-    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts)
+    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts, pair)
 
 
 def without_shadow_corners(regions, contrast, rgb, thumb):

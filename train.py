@@ -139,9 +139,9 @@ def train_one_epoch(model, optimizer, images, labels, batch_size, desc, augment,
         optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
-        loss_sum += loss.detach() * len(idx)
+        loss_sum += loss.detach() * y.numel()
         correct += (logits.argmax(1) == y).sum()
-        seen += len(idx)
+        seen += y.numel()  # a pair: 2 labels
         if not bar.disable and step % POSTFIX_EVERY == 0:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
     return loss_sum.item() / seen, 100 * correct.item() / seen
@@ -158,7 +158,7 @@ def evaluate(model, images, labels, batch_size=EVAL_BATCH_SIZE):
         y = labels[start:start + batch_size]
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item() / len(images), 100 * correct.item() / len(images)
+    return loss_sum.item() / labels.numel(), 100 * correct.item() / labels.numel()  # a pair: 2 labels
 
 
 @torch.no_grad()

@@ -273,16 +273,18 @@ def reader():
     sys.path.insert(0, str(repo))
     from checkpoint import load_model
     from data import load_mnist
+    from pairs import DEFAULT_PAIR_CHECKPOINT, PairNet
     from predict import DEFAULT_CHECKPOINT, read_number
     from preprocess import ImageError, digit_images
 
     model, _ = load_model(DEFAULT_CHECKPOINT)
+    pair_model, _ = load_model(DEFAULT_PAIR_CHECKPOINT, net=PairNet)
     _, _, images, labels = load_mnist()
 
     def read(img):
         try:
             digits = digit_images(np.asarray(img.convert("RGB"), np.float32) / 255)
-            number, _, seen = read_number(model, digits)
+            number, _, seen = read_number(model, digits, pair_model)
         except ImageError:
             return "", []
         return number, seen

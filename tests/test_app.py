@@ -22,6 +22,7 @@ from PIL import Image
 
 import app
 from checkpoint import load_model
+from pairs import DEFAULT_PAIR_CHECKPOINT, PairNet
 from photo_pages import as_jpeg, page, stroke_digit
 from predict import DEFAULT_CHECKPOINT
 
@@ -60,9 +61,10 @@ def png_claiming(width, height):
 
 
 def start_server():
-    """(server, its URL): app.py's server for the shipped model, serving on a free port in a thread."""
+    """(server, its URL): app.py's server for the shipped models, serving on a free port in a thread."""
     model, _ = load_model(DEFAULT_CHECKPOINT)
-    server = app.make_server(model, "127.0.0.1", 0)
+    pair_model, _ = load_model(DEFAULT_PAIR_CHECKPOINT, net=PairNet)
+    server = app.make_server(model, "127.0.0.1", 0, pair_model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 

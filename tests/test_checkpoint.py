@@ -91,7 +91,7 @@ class CheckpointTest(unittest.TestCase):
         ckpt = torch.load(self.path, weights_only=True)
         ckpt["model_config"]["channels"] = [8, 8, 8, 8]
         torch.save(ckpt, self.path)
-        with self.assertRaisesRegex(CheckpointError, "does not fit model.py"):
+        with self.assertRaisesRegex(CheckpointError, "does not fit Net .*; retrain with `python train.py`"):
             load_model(self.path)
 
 
