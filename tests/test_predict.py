@@ -312,6 +312,13 @@ class PreprocessTest(unittest.TestCase):
         right, _, wrong = self.read_pages(8, 40, 2, "other", CONDITIONS, touching=True)
         self.assertGreaterEqual(right, 32, wrong)
 
+    def test_a_wide_single_digit_is_not_read_as_a_pair(self):
+        """The pair model reads a few of MNIST's wide digits as two ("41", "10", "55") at 95% or more; a pair stands
+        only where it is surer than the digit model is of the whole, and these are read as one digit."""
+        for i in (2078, 2936, 5718, 5918, 6700, 7926, 8515):
+            rgb = np.repeat(self.mnist_digits(i)[0][..., None], 3, axis=2)
+            self.assertEqual(read_number(self.model, digit_images(rgb), self.pair_model)[0], str(int(self.labels[i])))
+
     def test_a_digit_as_wide_as_its_neighbours_is_not_cut(self):
         """In a number, a piece is read as two touching digits only where it is much wider than its widest neighbour:
         beside digits as wide, it is one wide digit (a 4 with a long bar, a round 0), however sure the halves."""
