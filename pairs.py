@@ -9,7 +9,6 @@ split, scores pictures made from the official test set once, and writes runs/pai
 checkpoints/pairs.pt was made by `python pairs.py --out checkpoints/pairs.pt` (18 minutes on 2 CPU cores)."""
 import argparse
 import functools
-import random
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from checkpoint import load_model, save_checkpoint
 from data import DATA_DIR, load_mnist, random_affine, split_train_val
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, count_parameters, feature_layers
 from preprocess import PAIR_WIDTH, mnist_style
-from train import EVAL_BATCH_SIZE, evaluate, positive, train_one_epoch
 
 NOT_A_PAIR = 10  # the class of both halves of a single digit
 DEFAULT_PAIR_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "pairs.pt"
@@ -48,6 +46,7 @@ class PairNet(nn.Module):
 
 
 def ink_columns(digit):
+    """The first and the last column of DIGIT's ink."""
     columns = np.nonzero(digit.max(axis=0) > 0.2)[0]
     return columns[0], columns[-1]
 
@@ -99,16 +98,18 @@ def other_pens(pictures):
 
 
 @torch.inference_mode()
-def pair_scores(model, pictures, labels):
+def pair_scores(model, pictures, labels, batch_size=1000):
     """(% of pairs read right, both digits; % of single digits read as no pair)."""
     model.eval()
-    read = torch.cat([model(x).argmax(1) for x in pictures.split(EVAL_BATCH_SIZE)])
+    read = torch.cat([model(x).argmax(1) for x in pictures.split(batch_size)])
     right = (read == labels).all(1)
     single = labels[:, 0] == NOT_A_PAIR
     return 100 * right[~single].float().mean().item(), 100 * right[single].float().mean().item()
 
 
 def build_parser():
+    from train import positive  # here, as below: reading pairs (predict.py) needs none of the training code
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=positive(int), default=10, help="training epochs")
     p.add_argument("--pictures", type=positive(int), default=150_000, help="training pictures, made once")
@@ -122,9 +123,10 @@ def build_parser():
 
 
 def main(argv=None):
+    from train import evaluate, train_one_epoch
+
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    random.seed(args.seed)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     train_images, train_labels, test_images, test_labels = load_mnist(args.data_dir)
