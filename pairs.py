@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from checkpoint import load_model, save_checkpoint
