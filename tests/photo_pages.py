@@ -385,6 +385,18 @@ def measure(count, seed, failures=None, only=""):
         grid(failures, wrong[:24])
 
 
+def measure_mnist():
+    """Print how MNIST's 10,000 test digits, each read as a 28x28 picture (light ink on black), come through the
+    photo pipeline: read right, and read as more than one digit (a wide digit cut in two)."""
+    read, images, labels = reader()
+    right = split = 0
+    for image, label in zip(images, labels):
+        number, _ = read(Image.fromarray(image.numpy()))
+        right += number == str(int(label))
+        split += len(number) > 1
+    print(f"MNIST test digits as 28x28 pictures: {right} of {len(images)} read right, {split} read as two digits")
+
+
 def grid(path, cases):
     """A picture of CASES (kind, page, what the model saw, truth, read): the page above, the 28x28 images below."""
     import matplotlib
@@ -417,8 +429,12 @@ if __name__ == "__main__":
     p.add_argument("--failures", metavar="PNG", help="also save a grid of the pages read wrong")
     p.add_argument("--only", default="", metavar="TEXT", help="only the kinds of page whose name holds TEXT")
     p.add_argument("--picture", metavar="PNG", help="instead, save a figure of a few pages and what the model saw")
+    p.add_argument("--mnist", action="store_true",
+                   help="instead, read MNIST's 10,000 test digits as 28x28 pictures (a check that they pass through)")
     args = p.parse_args()
-    if args.picture:
+    if args.mnist:
+        measure_mnist()
+    elif args.picture:
         picture(args.picture, args.seed)
     else:
         measure(args.pages, args.seed, args.failures, args.only)
