@@ -161,8 +161,8 @@ def summarise(results):
 def markdown(runs, machine, command, speed=None):
     """RUNS: {precision: (seeds, results)}. The per-seed table, a summary line per precision, the speed table."""
     lines = [f"Command: `{command}`  ",
-             f"Machine: {machine['device_name']}, {machine['threads']} threads, native bf16: "
-             f"{'yes' if machine['native_bf16'] else 'no'}; torch {machine['torch']}, "
+             f"Machine: {machine['device_name']}, {machine['threads']} threads, --precision auto: "
+             f"{machine['auto_precision']}; torch {machine['torch']}, "
              f"torchvision {machine['torchvision']}, Python {machine['python']}; a new process takes "
              f"{machine['startup_s']:.1f} s to start Python and import train.py, before each whole run below", "",
              "| precision | seed | test acc (%) | checkpoint | its val acc (%) | s/epoch | first step to test "
@@ -198,7 +198,7 @@ def markdown(runs, machine, command, speed=None):
 
 
 def default_precisions(device):
-    """Both paths where the hardware has native bf16, else fp32 only (emulated bf16 measures nothing useful)."""
+    """Both paths where --precision auto picks bf16, else fp32 only (emulated bf16 measures nothing useful)."""
     bf16, _ = hardware.choose_precision("auto", device)
     return ["bf16", "fp32"] if bf16 else ["fp32"]
 
@@ -211,8 +211,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one default run per seed")
     p.add_argument("--precisions", nargs="+", choices=["bf16", "fp32"],
-                   help="training precisions to run each seed with (default: bf16 and fp32 where the device has "
-                        "native bf16, else fp32)")
+                   help="training precisions to run each seed with (default: bf16 and fp32 where train.py's "
+                        "--precision auto picks bf16, else fp32)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="as train.py's")
     p.add_argument("--data-dir", default=str(DATA_DIR), help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default="runs/benchmark", help="per-seed runs, benchmark.json and benchmark.md")
@@ -228,7 +228,7 @@ def main(argv=None):
     precisions = args.precisions or default_precisions(device)
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]
     machine = {"device": device.type, "device_name": device_name(device),
-               "native_bf16": default_precisions(device)[0] == "bf16",
+               "auto_precision": default_precisions(device)[0],
                "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "torchvision": torchvision.__version__, "python": platform.python_version(),
                "startup_s": startup_seconds()}

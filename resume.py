@@ -7,7 +7,7 @@ import torch
 
 from checkpoint import CheckpointError, load_checkpoint
 
-RESUMABLE = ("epochs", "device", "data_dir")  # what --resume lets differ from the run's own config: not the recipe
+RESUMABLE = ("epochs", "device", "data_dir", "cuda_graph")  # what --resume lets differ: not the recipe
 
 
 class ResumeError(Exception):
@@ -49,7 +49,7 @@ def read_resume_state(args):
     unknown = set(config) - set(vars(args))
     if unknown:
         raise ResumeError(f"{run_dir / 'last.pt'} holds options this train.py does not know ({', '.join(unknown)})")
-    missing = set(vars(args)) - set(config) - {"resume", "out_dir"}
+    missing = set(vars(args)) - set(config) - {"resume", "out_dir", *RESUMABLE}
     if missing:
         raise ResumeError(f"{run_dir / 'last.pt'} was written by an older train.py, without "
                           f"{', '.join(sorted(missing))}; start a new run")
@@ -62,7 +62,7 @@ def read_resume_state(args):
         raise ResumeError(f"the run in {run_dir} already finished its {state['epoch']} epochs; "
                           f"to train it further, pass --epochs N with N > {state['epoch']}")
     recipe = argparse.Namespace(**{**config, "epochs": epochs, "device": device, "data_dir": args.data_dir,
-                                   "out_dir": str(run_dir), "resume": str(run_dir)})
+                                   "cuda_graph": args.cuda_graph, "out_dir": str(run_dir), "resume": str(run_dir)})
     return recipe, state
 
 

@@ -17,6 +17,7 @@ from torchsummary import summary
 from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
+from cuda_graph import CapturedEpoch, set_capturable
 from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float
 from hardware import choose_precision, pick_device
 from model import ModelConfig, Net, count_parameters
@@ -68,6 +69,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1, help="seeds weights, batch order and augmentation")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="auto: cuda, then mps, then cpu")
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, capture the training step in a CUDA graph and replay it; --no-cuda-graph launches "
+                        "each kernel from Python (slower, for comparison)")
     p.add_argument("--data-dir", default=str(DATA_DIR), help="holds MNIST/raw/*-ubyte(.gz)")
     p.add_argument("--out-dir", default=str(Path("runs") / time.strftime("%Y%m%d-%H%M%S")),
                    help="checkpoints and metrics.json")
@@ -75,8 +79,8 @@ def build_parser():
                    help=f"{DRY_RUN_BATCHES} batches of each phase: a quick smoke test")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt, with that run's own recipe, and end as it would "
-                        "have, on the device it ran on; only --epochs (to extend a run), --device and --data-dir may "
-                        "be given with it, and on another device the result is no longer bit-identical")
+                        "have, on the device it ran on; only --epochs (to extend a run), --device, --data-dir and "
+                        "--[no-]cuda-graph may be given with it, and on another device the result is no longer bit-identical")
     return p
 
 
@@ -96,7 +100,8 @@ def parse_args(argv=None):
         clash = sorted(given - {*RESUMABLE, "resume"})
         if clash:
             p.error(f"argument --{clash[0].replace('_', '-')}: not allowed with --resume, which takes the run's "
-                    f"recipe from its checkpoint (only --epochs, --device and --data-dir may be given with it)")
+                    "recipe from its checkpoint (only --epochs, --device, --data-dir and --[no-]cuda-graph may be "
+                    "given with it)")
         args.out_dir = args.resume
         for name in ("epochs", "device"):
             if name not in given:
@@ -189,6 +194,7 @@ def train(args):
     random.seed(args.seed)
     torch.manual_seed(args.seed)  # seeds the CPU, CUDA and MPS generators
     device = pick_device(args.device)
+    torch.backends.cudnn.deterministic = device.type == "cuda"  # same seed, same GPU, same run (NOTES.md: its cost)
     out_dir = Path(args.out_dir)
 
     sets = load_sets(args.data_dir, device, args.batch_size if args.dry_run else None)
@@ -205,6 +211,7 @@ def train(args):
     print(" | ".join(f"{name} {len(images):,}" for name, (images, _) in sets.items()) + f" | out: {out_dir}")
     model.to(device, memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU (oneDNN) and GPU
 
+    graphed = device.type == "cuda" and args.cuda_graph
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type == "cuda")  # fused: fewer kernels
     plateau_mode = "max" if args.plateau_metric == "val_acc" else "min"
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=plateau_mode, factor=args.lr_factor,
@@ -217,14 +224,16 @@ def train(args):
     if resumed is not None:
         progress = restore_run(resumed, out_dir / "last.pt", model, ema, average, optimizer, scheduler, device)
         print(f"resuming {out_dir} at epoch {resumed['epoch'] + 1} of {args.epochs}")
+    set_capturable(optimizer, graphed)  # after the restore: its checkpoint may come from the other path
+    recipe = dict(augment=augment, bf16=bf16, label_smoothing=args.label_smoothing, ema=ema)
+    run_epoch = (CapturedEpoch(model, optimizer, *sets["train"], args.batch_size, **recipe) if graphed else
+                 functools.partial(train_one_epoch, model, optimizer, *sets["train"], args.batch_size, **recipe))
     history, seconds_before = progress["history"], progress["seconds"]  # the time of the earlier pieces
     setup_seconds = time.perf_counter() - started  # data load, model build: before the first step of this piece
     for epoch in range(len(history) + 1, args.epochs + 1):
         epoch_start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(model, optimizer, *sets["train"], args.batch_size,
-                                                desc=f"epoch {epoch}/{args.epochs}", augment=augment, bf16=bf16,
-                                                label_smoothing=args.label_smoothing, ema=ema)
+        lr = float(optimizer.param_groups[0]["lr"])  # a tensor on the CUDA graph's path
+        train_loss, train_acc = run_epoch(desc=f"epoch {epoch}/{args.epochs}")
         val_loss, val_acc = evaluate(scored, *sets["val"])
         scheduler.step(val_acc if args.plateau_metric == "val_acc" else val_loss)  # never the test set
         if epoch > args.epochs - args.average_epochs:

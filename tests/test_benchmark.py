@@ -38,11 +38,11 @@ class MarkdownTest(unittest.TestCase):
         bf16, fp32 = [fake_run(99.4, [2, 4]), fake_run(99.6, [3, 3])], [fake_run(99.5, [5, 5]), fake_run(99.7, [5, 5])]
         speed = {"ours_precision": "bf16", "ours_total_s": 6.0, "ours_epoch_s": 3.0, "seed_recipe_s": 60.0,
                  "seed_recipe_test_acc": 99.3, "conventional_s": {0: 15.0, 2: 6.0}, "inference_images_per_s": 12345.0}
-        machine = {"device_name": "CPU", "native_bf16": True, "threads": 2, "torch": "t", "torchvision": "tv",
+        machine = {"device_name": "CPU", "auto_precision": "bf16", "threads": 2, "torch": "t", "torchvision": "tv",
                    "python": "3", "startup_s": 4.25}
         table = benchmark.markdown({"bf16": ([7, 8], bf16), "fp32": ([7, 8], fp32)}, machine, "python benchmark.py",
                                    speed)
-        self.assertIn("native bf16: yes", table)
+        self.assertIn("--precision auto: bf16", table)
         self.assertIn("4.2 s to start Python and import train.py", table)
         self.assertIn("| bf16 | 7 | 99.40 | the mean of epochs 1-2 of 2 | 99.00 | 3.0 | 5.5 | 6.0 |", table)
         self.assertIn("| bf16 | 7 | 99.40 |", table)

@@ -20,13 +20,10 @@ class PrecisionPolicyTest(unittest.TestCase):
     def auto(self, device):
         return hardware.choose_precision("auto", torch.device(device))
 
-    def test_cuda_needs_compute_capability_8(self):
-        for capability, expected in (((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)):
-            with self.subTest(capability=capability), \
-                    mock.patch("torch.cuda.get_device_capability", return_value=capability):
-                bf16, why = self.auto("cuda")
-                self.assertEqual(bf16, expected)
-                self.assertIn(f"{capability[0]}.{capability[1]}", why)
+    def test_cuda_trains_in_fp32(self):
+        bf16, why = self.auto("cuda")  # measured: bf16 slower on an H100, whatever the GPU's bf16 support
+        self.assertFalse(bf16)
+        self.assertIn("fp32", why)
 
     def test_cpu_follows_its_native_bf16(self):
         for native in (True, False):
@@ -54,8 +51,7 @@ class PrecisionPolicyTest(unittest.TestCase):
             self.assertFalse(hardware.cpu_has_native_bf16())  # not Linux
 
     def test_asking_wins_over_auto(self):
-        with mock.patch("torch.cuda.get_device_capability", return_value=(7, 5)):
-            self.assertEqual(hardware.choose_precision("bf16", torch.device("cuda")), (True, "--precision bf16"))
+        self.assertEqual(hardware.choose_precision("bf16", torch.device("cuda")), (True, "--precision bf16"))
         with mock.patch("hardware.cpu_has_native_bf16", return_value=True):
             self.assertEqual(hardware.choose_precision("fp32", torch.device("cpu")), (False, "--precision fp32"))
 

@@ -192,8 +192,19 @@ class ResumeTest(unittest.TestCase):
                     train.parse_args(argv)
                 self.assertEqual(cm.exception.code, 2)
                 self.assertIn(f"argument {flag}: not allowed with --resume", stderr.getvalue())
-        args = train.parse_args(["--resume", str(self.dir / "whole"), "--device", "cpu", "--data-dir", "data"])
-        self.assertEqual((args.out_dir, args.epochs), (str(self.dir / "whole"), None))
+        args = train.parse_args(["--resume", str(self.dir / "whole"), "--device", "cpu", "--data-dir", "data",
+                                 "--no-cuda-graph"])
+        self.assertEqual((args.out_dir, args.epochs, args.cuda_graph), (str(self.dir / "whole"), None, False))
+
+    def test_a_run_from_before_cuda_graphs_resumes(self):
+        """--cuda-graph is how a run executes, not its recipe: a last.pt written before it existed still resumes."""
+        def before_graphs(path):
+            ckpt = torch.load(path, weights_only=True)
+            del ckpt["resume"]["config"]["cuda_graph"]
+            torch.save(ckpt, path)
+        run_dir = str(self.broken_copy("before_graphs", before_graphs))
+        recipe, _ = read_resume_state(train.parse_args(["--resume", run_dir]))
+        self.assertTrue(recipe.cuda_graph)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""The CUDA path of a training epoch: the whole step (augmentation, forward, backward, Adam, the EMA) is captured
+once in a CUDA graph and replayed. A step of this small model is about 130 kernels of a few microseconds each, so
+launched one by one from Python the GPU waits on the host; replayed, a step is one launch."""
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+WARMUP_STEPS = 3  # launched from Python before the capture: lazy initialisation must not happen inside a graph
+
+
+def set_capturable(optimizer, capturable):
+    """Make Adam's state fit the path it runs on, whichever path wrote the checkpoint it was resumed from: a graph
+    reads the LR and the step count from device memory, so ReduceLROnPlateau's changes (in place) reach its replays."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if capturable else lr
+        group["capturable"] = capturable
+
+
+def update_ema_in_graph(ema, model):
+    """AveragedModel.update_parameters (use_buffers=True) once the EMA has started, minus its work on the host (the
+    checks and count of n_averaged, a CPU tensor): the same multi_avg_fn on the same tensors, grouped by dtype."""
+    groups = defaultdict(lambda: ([], []))
+    for averaged, current in zip([*ema.module.parameters(), *ema.module.buffers()],
+                                 [*model.parameters(), *model.buffers()], strict=True):
+        groups[averaged.dtype][0].append(averaged.detach())
+        groups[averaged.dtype][1].append(current.detach())
+    for averaged, current in groups.values():
+        ema.multi_avg_fn(averaged, current, ema.n_averaged)
+
+
+class CapturedEpoch:
+    """train.train_one_epoch on CUDA, with the same steps in the same order: call it once per epoch."""
+
+    def __init__(self, model, optimizer, images, labels, batch_size, augment, bf16=False, label_smoothing=0.0,
+                 ema=None):
+        self.model, self.optimizer, self.ema = model, optimizer, ema
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.augment, self.bf16, self.label_smoothing = augment, bf16, label_smoothing
+        self.index = torch.zeros(batch_size, dtype=torch.long, device=images.device)  # the graph's input
+        self.loss_sum = torch.zeros((), device=images.device)  # the graph adds to these: fixed addresses
+        self.correct = torch.zeros((), dtype=torch.long, device=images.device)
+        self.stream = torch.cuda.Stream(images.device)  # warm-up and capture on one side stream, as CUDA graphs ask
+        self.graph = None
+        self.steps_launched = 0
+
+    def step(self, index, update_ema):
+        """One training step on IMAGES[INDEX]: the kernels the graph captures, or launched one by one."""
+        x, y = self.augment(self.images[index]), self.labels[index]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):  # no cache
+            logits = self.model(x)  # in a graph: the cast weights must be recomputed at each replay
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        loss.backward()
+        self.optimizer.step()
+        if self.ema is not None:
+            update_ema(self.ema, self.model)
+        self.loss_sum += loss.detach() * y.numel()
+        self.correct += (logits.argmax(1) == y).sum()
+
+    def launch(self, index):
+        """A step launched from Python: the warm-up steps, and each epoch's last, smaller batch."""
+        self.optimizer.zero_grad(set_to_none=True)  # the captured backward owns its grads; these are new ones
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            self.step(index, lambda ema, model: ema.update_parameters(model))
+        torch.cuda.current_stream().wait_stream(self.stream)
+        self.steps_launched += 1
+
+    def capture(self):
+        self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, stream=self.stream):
+            self.step(self.index, update_ema_in_graph)
+
+    def __call__(self, desc):
+        """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
+        self.model.train()
+        order = torch.randperm(len(self.images), device=self.images.device)
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        for start in tqdm(range(0, len(self.images), self.batch_size), desc=desc, leave=False, disable=None):
+            batch = order[start:start + self.batch_size]
+            if self.graph is not None and len(batch) == self.batch_size:
+                self.index.copy_(batch)
+                self.graph.replay()
+                if self.ema is not None:
+                    self.ema.n_averaged += 1  # on the host, as update_parameters counts
+                continue
+            self.launch(batch)
+            if self.graph is None and self.steps_launched >= WARMUP_STEPS and len(batch) == self.batch_size:
+                self.capture()
+        return self.loss_sum.item() / self.labels.numel(), 100 * self.correct.item() / self.labels.numel()
