@@ -207,5 +207,31 @@ class ResumeTest(unittest.TestCase):
         self.assertTrue(recipe.cuda_graph)
 
 
+@unittest.skipUnless(torch.cuda.is_available(), "no CUDA here")
+class CudaResumeTest(unittest.TestCase):
+    """On CUDA, where the step is captured in a graph after 3 launched ones: a run stopped after its second epoch
+    ends, resumed, exactly as the run that was not stopped (the resumed piece launches, where the other replays)."""
+
+    def test_a_stopped_cuda_run_resumes_exactly(self):
+        run = [*RUN, "--device", "cuda", "--epochs", "6"]  # the later --device wins
+        save_checkpoint = train.save_checkpoint
+
+        def stop_after_second_epoch(path, *args, **state):
+            save_checkpoint(path, *args, **state)
+            if Path(path).name == "last.pt" and state["epoch"] == 2:
+                raise KeyboardInterrupt  # as Ctrl-C would, once epoch 2 is saved
+        with tempfile.TemporaryDirectory() as tmp:
+            whole = quiet_train([*run, "--out-dir", f"{tmp}/whole"])
+            with mock.patch("train.save_checkpoint", stop_after_second_epoch), self.assertRaises(KeyboardInterrupt):
+                quiet_train([*run, "--out-dir", f"{tmp}/stopped"])
+            resumed = quiet_train(["--resume", f"{tmp}/stopped"])
+            self.assertEqual(resumed["resumed_at_epochs"], [3])
+            self.assertEqual(without_seconds(resumed["history"]), without_seconds(whole["history"]))
+            self.assertEqual((resumed["test_acc"], resumed["test_loss"]), (whole["test_acc"], whole["test_loss"]))
+            ours, theirs = (load_checkpoint(Path(tmp) / name / "best.pt")["model"] for name in ("stopped", "whole"))
+            for name in theirs:
+                self.assertTrue(torch.equal(ours[name], theirs[name]), name)
+
+
 if __name__ == "__main__":
     unittest.main()
