@@ -80,7 +80,8 @@ def build_parser():
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt, with that run's own recipe, and end as it would "
                         "have, on the device it ran on; only --epochs (to extend a run), --device, --data-dir and "
-                        "--[no-]cuda-graph may be given with it, and on another device the result is no longer bit-identical")
+                        "--[no-]cuda-graph may be given with it, and on another device the result is no longer "
+                        "bit-identical")
     return p
 
 
