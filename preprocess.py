@@ -24,6 +24,7 @@ MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet'
 SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to its edge is a page's edge (NOTES.md)
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
+PAIR_ASPECT = 0.55  # width over height from which the pair model is shown a piece: a 1 touching a 1 or a 7 is narrow
 PAIR_WIDTH = 56  # columns of the picture of a piece that may be two digits: two MNIST digits side by side
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
 SHADOW_SHARE = 0.1  # of a digit's contrast that stays against paper following shadows: digits on the pages of
@@ -442,8 +443,9 @@ def as_digit(region, contrast, cut=True):
     rows, cols = np.nonzero(region)
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     cuts, pair = [], None
-    if cut and x1 - x0 >= SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
+    if cut and x1 - x0 >= PAIR_ASPECT * (y1 - y0) and x1 - x0 >= 8:
         pair = mnist_style(ink, PAIR_WIDTH)
+    if cut and x1 - x0 >= SPLIT_ASPECT * (y1 - y0) and x1 - x0 >= 8:
         paths = seams(region[y0:y1, x0:x1])
         if x1 - x0 >= STRAIGHT_CUT_ASPECT * (y1 - y0):
             paths += [np.full(y1 - y0, int(f * (x1 - x0))) for f in np.linspace(0.25, 0.75, 11)]

@@ -312,6 +312,15 @@ class PreprocessTest(unittest.TestCase):
         right, _, wrong = self.read_pages(8, 40, 2, "other", CONDITIONS, touching=True)
         self.assertGreaterEqual(right, 32, wrong)
 
+    def test_a_narrow_touching_pair_is_shown_to_the_pair_model(self):
+        """Two 1s written touching make a piece narrower than 0.7 of its height, where cuts start: the pair model sees
+        pieces from 0.55 (preprocess.PAIR_ASPECT) and reads "11"; from 0.7, the piece was read "0"."""
+        rng, hands = np.random.default_rng(11), Hands(self.images, self.labels)
+        for k in range(9):  # the ninth of the pages read_pages(11, ..., touching=True) makes in MNIST's hands
+            digits, truth = hands.draw(rng, 2, "mnist")
+            img = as_jpeg(page(digits, rng, CONDITIONS[k % len(CONDITIONS)], small_page(rng), True), rng)
+        self.assertEqual((truth, self.read(img)), ("11", "11"))
+
     def test_a_wide_single_digit_is_not_read_as_a_pair(self):
         """The pair model reads a few of MNIST's wide digits as two ("41", "10", "55") at 95% or more; a pair stands
         only where it is surer than the digit model is of the whole, and these are read as one digit."""
