@@ -12,11 +12,20 @@ WARMUP_STEPS = 3  # launched from Python before the capture: lazy initialisation
 
 def set_capturable(optimizer, capturable):
     """Make Adam's state fit the path it runs on, whichever path wrote the checkpoint it was resumed from: a graph
-    reads the LR and the step count from device memory, so ReduceLROnPlateau's changes (in place) reach its replays."""
+    reads the LR and the step count from device memory."""
     for group in optimizer.param_groups:
         lr = float(group["lr"])
         group["lr"] = torch.tensor(lr, device=group["params"][0].device) if capturable else lr
         group["capturable"] = capturable
+
+
+def keep_lrs_in_place(optimizer, lrs):
+    """Put the LR each param group has now (a scheduler's cut) into LRS, the tensors a graph captured, and those
+    tensors back into the groups: ReduceLROnPlateau fills them in place since torch 2.7, but replaces them with
+    floats before, which the graph would never see."""
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        lr.fill_(float(group["lr"]))
+        group["lr"] = lr
 
 
 def update_ema_in_graph(ema, model):
@@ -40,6 +49,7 @@ class CapturedEpoch:
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.augment, self.bf16, self.label_smoothing = augment, bf16, label_smoothing
         self.index = torch.zeros(batch_size, dtype=torch.long, device=images.device)  # the graph's input
+        self.lrs = [group["lr"] for group in optimizer.param_groups]  # tensors, by set_capturable: the graph reads
         self.loss_sum = torch.zeros((), device=images.device)  # the graph adds to these: fixed addresses
         self.correct = torch.zeros((), dtype=torch.long, device=images.device)
         self.stream = torch.cuda.Stream(images.device)  # warm-up and capture on one side stream, as CUDA graphs ask
@@ -77,6 +87,7 @@ class CapturedEpoch:
     def __call__(self, desc):
         """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
         self.model.train()
+        keep_lrs_in_place(self.optimizer, self.lrs)
         order = torch.randperm(len(self.images), device=self.images.device)
         self.loss_sum.zero_()
         self.correct.zero_()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from cuda_graph import CapturedEpoch, set_capturable, update_ema_in_graph
+from cuda_graph import CapturedEpoch, keep_lrs_in_place, set_capturable, update_ema_in_graph
 from data import random_affine
 from model import Net
 from train import train_one_epoch
@@ -54,9 +54,15 @@ class CapturableTest(unittest.TestCase):
         self.assertTrue(optimizer.param_groups[0]["capturable"])
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=0)
         scheduler.step(1.0)
-        scheduler.step(2.0)  # worse: the LR is cut
-        self.assertIs(optimizer.param_groups[0]["lr"], lr)  # in place: the captured address
+        scheduler.step(2.0)  # worse: the LR is cut (torch < 2.7: a float replaces the tensor)
+        keep_lrs_in_place(optimizer, [lr])  # as CapturedEpoch does before each epoch
+        self.assertIs(optimizer.param_groups[0]["lr"], lr)  # the captured address
         self.assertAlmostEqual(lr.item(), 0.006, places=6)
+        scheduler.step(3.0)
+        optimizer.param_groups[0]["lr"] = 0.001  # any float put there
+        keep_lrs_in_place(optimizer, [lr])
+        self.assertIs(optimizer.param_groups[0]["lr"], lr)
+        self.assertAlmostEqual(lr.item(), 0.001, places=6)
         set_capturable(optimizer, False)  # a resumed run on another path
         self.assertEqual(optimizer.param_groups[0]["lr"], lr.item())
         self.assertIsInstance(optimizer.param_groups[0]["lr"], float)
@@ -78,10 +84,13 @@ class CapturedEpochTest(unittest.TestCase):
         recipe = dict(augment=random_affine, label_smoothing=0.05, ema=ema)
         run_epoch = (CapturedEpoch(model, optimizer, images, labels, 64, **recipe) if captured else
                      functools.partial(train_one_epoch, model, optimizer, images, labels, 64, **recipe))
-        results = [run_epoch(desc="epoch") for _ in range(2)]
+        results = [run_epoch(desc="epoch")]
+        optimizer.param_groups[0]["lr"] = 0.002  # a cut as ReduceLROnPlateau makes it before torch 2.7: a float
+        results.append(run_epoch(desc="epoch"))
         return results, ema.state_dict()
 
     def test_replaying_the_graph_trains_as_launching_each_kernel(self):
+        """The same losses, accuracies and averaged weights, an LR cut between the epochs included."""
         (captured, captured_ema), (launched, launched_ema) = self.run_epochs(True), self.run_epochs(False)
         self.assertEqual(captured, launched)
         for name in launched_ema:
