@@ -21,8 +21,8 @@ def set_capturable(optimizer, capturable):
 
 def keep_lrs_in_place(optimizer, lrs):
     """Put the LR each param group has now (a scheduler's cut) into LRS, the tensors a graph captured, and those
-    tensors back into the groups: ReduceLROnPlateau fills them in place since torch 2.7, but replaces them with
-    floats before, which the graph would never see."""
+    tensors back into the groups: ReduceLROnPlateau fills them in place in newer torch (2.11, 2.15), but torch 2.6
+    replaces them with floats, which the graph would never see."""
     for group, lr in zip(optimizer.param_groups, lrs, strict=True):
         lr.fill_(float(group["lr"]))
         group["lr"] = lr

@@ -27,7 +27,7 @@ def cpu_has_native_bf16():
 
 
 def choose_precision(precision, device):
-    """(bf16?, why): bf16 autocast only where the hardware computes in bf16 natively, else fp32."""
+    """(bf16?, why): bf16 autocast only where it was measured to win (CPUs that compute in bf16 natively), else fp32."""
     if precision != "auto":
         return precision == "bf16", "--precision " + precision
     if device.type == "cuda":  # this model's steps are too small for bf16 to pay for autocast's casts (NOTES.md)

@@ -54,7 +54,7 @@ class CapturableTest(unittest.TestCase):
         self.assertTrue(optimizer.param_groups[0]["capturable"])
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=0)
         scheduler.step(1.0)
-        scheduler.step(2.0)  # worse: the LR is cut (torch < 2.7: a float replaces the tensor)
+        scheduler.step(2.0)  # worse: the LR is cut (torch 2.6: a float replaces the tensor)
         keep_lrs_in_place(optimizer, [lr])  # as CapturedEpoch does before each epoch
         self.assertIs(optimizer.param_groups[0]["lr"], lr)  # the captured address
         self.assertAlmostEqual(lr.item(), 0.006, places=6)
@@ -85,7 +85,7 @@ class CapturedEpochTest(unittest.TestCase):
         run_epoch = (CapturedEpoch(model, optimizer, images, labels, 64, **recipe) if captured else
                      functools.partial(train_one_epoch, model, optimizer, images, labels, 64, **recipe))
         results = [run_epoch(desc="epoch")]
-        optimizer.param_groups[0]["lr"] = 0.002  # a cut as ReduceLROnPlateau makes it before torch 2.7: a float
+        optimizer.param_groups[0]["lr"] = 0.002  # a cut as torch 2.6's ReduceLROnPlateau makes it: a float
         results.append(run_epoch(desc="epoch"))
         return results, ema.state_dict()
 
