@@ -1,10 +1,10 @@
 """The CUDA path of a training epoch: the whole step (augmentation, forward, backward, Adam, the EMA) is captured
 once in a CUDA graph and replayed. A step of this small model is about 130 kernels of a few microseconds each, so
 launched one by one from Python the GPU waits on the host; replayed, a step is one launch."""
+import functools
 from collections import defaultdict
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 WARMUP_STEPS = 3  # launched from Python before the capture: lazy initialisation must not happen inside a graph
@@ -41,13 +41,12 @@ def update_ema_in_graph(ema, model):
 
 
 class CapturedEpoch:
-    """train.train_one_epoch on CUDA, with the same steps in the same order: call it once per epoch."""
+    """train.train_one_epoch on CUDA, with the same steps in the same order: call it once per epoch. STEP(x, y,
+    update_ema) is train.training_step with the model, optimizer and precision bound: the step the graph captures."""
 
-    def __init__(self, model, optimizer, images, labels, batch_size, augment, bf16=False, label_smoothing=0.0,
-                 ema=None):
-        self.model, self.optimizer, self.ema = model, optimizer, ema
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.augment, self.bf16, self.label_smoothing = augment, bf16, label_smoothing
+    def __init__(self, step, model, optimizer, images, labels, batch_size, augment, ema=None):
+        self.step, self.model, self.optimizer, self.ema = step, model, optimizer, ema
+        self.images, self.labels, self.batch_size, self.augment = images, labels, batch_size, augment
         self.index = torch.zeros(batch_size, dtype=torch.long, device=images.device)  # the graph's input
         self.lrs = [group["lr"] for group in optimizer.param_groups]  # tensors, by set_capturable: the graph reads
         self.loss_sum = torch.zeros((), device=images.device)  # the graph adds to these: fixed addresses
@@ -56,17 +55,11 @@ class CapturedEpoch:
         self.graph = None
         self.steps_launched = 0
 
-    def step(self, index, update_ema):
-        """One training step on IMAGES[INDEX]: the kernels the graph captures, or launched one by one."""
-        x, y = self.augment(self.images[index]), self.labels[index]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):  # no cache
-            logits = self.model(x)  # in a graph: the cast weights must be recomputed at each replay
-            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        loss.backward()
-        self.optimizer.step()
-        if self.ema is not None:
-            update_ema(self.ema, self.model)
-        self.loss_sum += loss.detach() * y.numel()
+    def step_on(self, index, update_ema):
+        """One training step on IMAGES[INDEX], added to the epoch's tallies: captured, or launched kernel by kernel."""
+        y = self.labels[index]
+        loss, logits = self.step(self.augment(self.images[index]), y, update_ema=update_ema)
+        self.loss_sum += loss * y.numel()
         self.correct += (logits.argmax(1) == y).sum()
 
     def launch(self, index):
@@ -74,15 +67,16 @@ class CapturedEpoch:
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward owns its grads; these are new ones
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
-            self.step(index, lambda ema, model: ema.update_parameters(model))
+            self.step_on(index, self.ema.update_parameters if self.ema is not None else None)
         torch.cuda.current_stream().wait_stream(self.stream)
         self.steps_launched += 1
 
     def capture(self):
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
+        update_ema = functools.partial(update_ema_in_graph, self.ema) if self.ema is not None else None
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, stream=self.stream):
-            self.step(self.index, update_ema_in_graph)
+            self.step_on(self.index, update_ema)
 
     def __call__(self, desc):
         """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""

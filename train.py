@@ -125,10 +125,24 @@ def parse_args(argv=None):
     return args
 
 
+def training_step(model, optimizer, x, y, bf16=False, label_smoothing=0.0, update_ema=None):
+    """Forward, backward and Adam on one batch (its grads cleared before), then UPDATE_EMA(model); returns the loss
+    and logits for the epoch's tallies. The CUDA path captures this same step in a graph (cuda_graph.py)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):  # no cache: as
+        logits = model(x)  # CUDA graphs ask (the casts are in the graph); the same numbers either way
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    loss.backward()
+    optimizer.step()
+    if update_ema is not None:
+        update_ema(model)
+    return loss.detach(), logits
+
+
 def train_one_epoch(model, optimizer, images, labels, batch_size, desc, augment, bf16=False, label_smoothing=0.0,
                     ema=None):
     """One pass over IMAGES in a fresh random order, each batch freshly augmented. Returns (loss, accuracy %)."""
     model.train()
+    update_ema = ema.update_parameters if ema is not None else None
     order = torch.randperm(len(images), device=images.device)
     loss_sum = torch.zeros((), device=images.device)  # accumulated on the device: no host sync per step
     correct = torch.zeros((), dtype=torch.long, device=images.device)
@@ -137,15 +151,9 @@ def train_one_epoch(model, optimizer, images, labels, batch_size, desc, augment,
     for step, start in enumerate(bar, 1):
         idx = order[start:start + batch_size]
         x, y = augment(images[idx]), labels[idx]
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        loss_sum += loss.detach() * y.numel()
+        loss, logits = training_step(model, optimizer, x, y, bf16, label_smoothing, update_ema)
+        loss_sum += loss * y.numel()
         correct += (logits.argmax(1) == y).sum()
         seen += y.numel()  # a pair: 2 labels
         if not bar.disable and step % POSTFIX_EVERY == 0:
@@ -226,9 +234,12 @@ def train(args):
         progress = restore_run(resumed, out_dir / "last.pt", model, ema, average, optimizer, scheduler, device)
         print(f"resuming {out_dir} at epoch {resumed['epoch'] + 1} of {args.epochs}")
     set_capturable(optimizer, graphed)  # after the restore: its checkpoint may come from the other path
-    recipe = dict(augment=augment, bf16=bf16, label_smoothing=args.label_smoothing, ema=ema)
-    run_epoch = (CapturedEpoch(model, optimizer, *sets["train"], args.batch_size, **recipe) if graphed else
-                 functools.partial(train_one_epoch, model, optimizer, *sets["train"], args.batch_size, **recipe))
+    if graphed:
+        step = functools.partial(training_step, model, optimizer, bf16=bf16, label_smoothing=args.label_smoothing)
+        run_epoch = CapturedEpoch(step, model, optimizer, *sets["train"], args.batch_size, augment, ema)
+    else:
+        run_epoch = functools.partial(train_one_epoch, model, optimizer, *sets["train"], args.batch_size,
+                                      augment=augment, bf16=bf16, label_smoothing=args.label_smoothing, ema=ema)
     history, seconds_before = progress["history"], progress["seconds"]  # the time of the earlier pieces
     setup_seconds = time.perf_counter() - started  # data load, model build: before the first step of this piece
     for epoch in range(len(history) + 1, args.epochs + 1):

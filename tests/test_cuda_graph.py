@@ -12,7 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from cuda_graph import CapturedEpoch, keep_lrs_in_place, set_capturable, update_ema_in_graph
 from data import random_affine
 from model import Net
-from train import train_one_epoch
+from train import train_one_epoch, training_step
 
 
 def ema_of(model):
@@ -81,9 +81,12 @@ class CapturedEpochTest(unittest.TestCase):
         optimizer = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)
         set_capturable(optimizer, captured)
         ema = ema_of(model)
-        recipe = dict(augment=random_affine, label_smoothing=0.05, ema=ema)
-        run_epoch = (CapturedEpoch(model, optimizer, images, labels, 64, **recipe) if captured else
-                     functools.partial(train_one_epoch, model, optimizer, images, labels, 64, **recipe))
+        if captured:
+            step = functools.partial(training_step, model, optimizer, label_smoothing=0.05)
+            run_epoch = CapturedEpoch(step, model, optimizer, images, labels, 64, random_affine, ema)
+        else:
+            run_epoch = functools.partial(train_one_epoch, model, optimizer, images, labels, 64,
+                                          augment=random_affine, label_smoothing=0.05, ema=ema)
         results = [run_epoch(desc="epoch")]
         optimizer.param_groups[0]["lr"] = 0.002  # a cut as torch 2.6's ReduceLROnPlateau makes it: a float
         results.append(run_epoch(desc="epoch"))
