@@ -19,6 +19,8 @@ MIN_CONTRAST = 0.11  # mean ink contrast of a digit, of the paper's brightness: 
 INK_FLOOR = 0.04  # of the paper's brightness: the faintest a pixel of a stroke may be
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
 MAX_DESK = 0.6  # of the picture: a photo of a sheet shows more sheet than desk
+DESK_EDGE = 0.025  # of the paper's brightness per pixel of the small copy: a desk's edge (the sheet's) is at least
+# this steep along a tenth of it (0.032 and more on our pages); light falling off toward a border is gentler (0.019)
 LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
 SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to its edge is a page's edge (NOTES.md)
@@ -162,26 +164,47 @@ def sheet_contrast(rgb, thumb, desk):
     return contrast, desk
 
 
+def darker_than_paper_beside(thumb):
+    """(Where a small copy THUMB is darker than a closing twice as wide as the paper's, smoothed so that wood grain
+    or a mottled mat is one region; that closing)."""
+    paper = closing(thumb, 0.5)  # wider than a desk's strip
+    return cv2.GaussianBlur(darker_than(thumb, paper), (0, 0), 1.5) > DESK_CONTRAST, paper
+
+
 def beyond_the_sheet(thumb):
     """Where a small copy THUMB (dark ink on paper) shows what is not the sheet: a desk or a table along the
     picture's border. It is found as a region darker than a closing twice as wide as the paper's (wider than a
     desk's strip, whose far part the paper's closing takes for paper) that runs along the border and stays in the
     outer band (a shadow reaches into the middle), smoothed first so that wood grain or a mottled mat is one region;
     then all it cuts off from the sheet (the largest region left) is desk too, and it is grown by two pixels to
-    take in the sheet's blurred edge. A digit touches the border, if at all, with a stroke's end."""
-    contrast = darker_than(thumb, closing(thumb, 0.5))  # a closing wider than a desk's strip
-    mask = cv2.GaussianBlur(contrast, (0, 0), 1.5) > DESK_CONTRAST
+    take in the sheet's blurred edge. A digit touches the border, if at all, with a stroke's end. A region that is
+    mostly thin dark lines (a squared page's), or whose edge is a gentle slope (light falling off), is no desk."""
+    mask, _ = darker_than_paper_beside(thumb)
     count, labels = cv2.connectedComponents(np.uint8(mask), connectivity=8)
     h, w = mask.shape
     inner = slice(round(2 * MARGIN * h), round((1 - 2 * MARGIN) * h)), slice(round(2 * MARGIN * w),
                                                                         round((1 - 2 * MARGIN) * w))
-    desk = np.isin(labels, list(along_border(mask, labels, count) - set(np.unique(labels[inner])) - {0}))
+    candidates = along_border(mask, labels, count) - set(np.unique(labels[inner])) - {0}
+    plain = cv2.morphologyEx(thumb, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    solid, paper = darker_than_paper_beside(plain)  # without thin lines (a squared page's) and strokes
+    desk = np.isin(labels, [label for label in candidates if solid[labels == label].mean() >= 0.5
+                            and has_sharp_edge(labels == label, plain, paper)])
     if desk.any():
         count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(~desk), connectivity=4)
         desk = labels != 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA]) if count > 1 else desk
     if desk.mean() >= MAX_DESK:  # the sheet is most of the picture: this is a dark page, or a dark photo
         desk[:] = False
     return cv2.dilate(np.uint8(desk), np.ones((5, 5), np.uint8)) > 0
+
+
+def has_sharp_edge(region, thumb, paper):
+    """Is the edge of REGION (a mask of the small copy THUMB), where it lies inside the picture, steep somewhere along
+    a tenth of it, as a sheet's edge is? Light that falls off toward the border is darker there too, but gently."""
+    slope = np.hypot(cv2.Sobel(thumb, cv2.CV_32F, 1, 0), cv2.Sobel(thumb, cv2.CV_32F, 0, 1)) / 8  # per pixel
+    slope = cv2.dilate((slope / np.maximum(paper, 1e-3)).max(axis=-1), np.ones((5, 5), np.uint8))  # edge's 2 sides
+    edge = region & ~(cv2.erode(np.uint8(region), np.ones((3, 3), np.uint8)) > 0)
+    edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = False, False, False, False  # the picture's border is no edge
+    return not edge.any() or np.percentile(slope[edge], 90) >= DESK_EDGE
 
 
 def ink_mask(contrast):
@@ -394,6 +417,7 @@ class Digit:
     aspect: float  # the ink's width over its height
     cuts: list = field(default_factory=list)
     pair: np.ndarray | None = None  # where it may be two digits: the ink as two MNIST digits side by side (28, 56)
+    contrast: float = 1.0  # the ink's mean contrast against the paper: a faint mark is weak evidence of a digit
 
 
 def seams(region, count=5):
@@ -455,7 +479,7 @@ def as_digit(region, contrast, cut=True):
             left, right = region & on_left, region & ~on_left
             if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
                 cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
-    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts, pair)
+    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts, pair, float(contrast[region].mean()))
 
 
 def without_shadow_corners(regions, contrast, rgb, thumb):

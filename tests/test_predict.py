@@ -279,6 +279,22 @@ class PreprocessTest(unittest.TestCase):
         self.assertGreater(contrast[120:160, 151:155].mean(), 0.8)  # the stroke is dark ink
         self.assertLess(np.percentile(contrast[:250, 80:], 90), 0.05)  # and the sheet, shadow and all, is paper
 
+    def test_light_falling_off_and_squared_lines_are_not_a_desk(self):
+        """Light falling off toward a border darkens it as a desk would, but gently, with no sheet's edge; a squared
+        page's lines along a border are dark too, but thin. Neither is desk, and a stroke written there keeps its
+        contrast (both strokes had none when these were taken for desk: "4077" was read "077", "5777" read "1")."""
+        h, w = 300, 400
+        falling_off = np.repeat(np.linspace(0.35, 0.95, w, dtype=np.float32)[None, :, None], h, 0).repeat(3, 2)
+        squared = np.full((h, w, 3), (0.94, 0.94, 0.92), np.float32)
+        squared[:, 5::22], squared[:, 6::22], squared[8::22], squared[9::22] = [(0.55, 0.65, 0.9)] * 4
+        for name, rgb, stroke in ("falling off", falling_off, np.s_[100:180, 24:30]), \
+                                 ("squared", squared, np.s_[100:180, 13:19]):
+            with self.subTest(name):
+                rgb[stroke] *= 0.12  # a stroke near the left border
+                contrast, desk = sheet_contrast(*as_dark_ink(rgb))
+                self.assertFalse(desk.any())
+                self.assertGreater(contrast[stroke][20:-20, 1:-1].mean(), 0.8)
+
     def test_a_sheet_amid_a_desk_is_not_chalk(self):
         """A dark desk on all four sides and a shadow across it all: the ink is still dark on light paper (the
         vote of departures from a local median took the sheet for light ink, and inverted the page). A white sheet,
