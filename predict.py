@@ -46,6 +46,13 @@ AS_WIDE_AS_TWO = 1.4
 # and on MNIST's test digits as pictures (NOTES.md)
 PAIR_SURE = 0.95
 
+# A page whose every mark is faint (its mean contrast against the paper, preprocess.Digit.contrast, under FAINT) and
+# that the model reads at under UNSURE is a blank page's noise: a ruled line's stretch or a blot in a shadow's soft
+# edge. Chosen on the generated pages of seeds 0-2: the faintest digit read there has 0.13, read at 70%; no page with
+# a digit has both
+FAINT = 0.2
+UNSURE = 0.6
+
 
 @torch.inference_mode()
 def read_pair(pair_model, pair):
@@ -69,7 +76,8 @@ def two_ones_from_a_one(read_as, halves):
 def read_number(model, digits, pair_model=None):
     """(the number, each digit's probabilities, the 28x28 images read) for the Digits preprocess found. A piece wide
     enough to be two touching digits is read as two where PAIR_MODEL (pairs.PairNet, if given) is sure it is, and
-    otherwise by its best cut, when the model is surer of each half than of the whole."""
+    otherwise by its best cut, when the model is surer of each half than of the whole. ImageError where every mark
+    is faint and unsure (FAINT, UNSURE)."""
     def read(digit, widest_other=0.0):
         (whole,) = predict_images(model, [digit.image])
         best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
@@ -94,6 +102,8 @@ def read_number(model, digits, pair_model=None):
     read_out = [pair for i, digit in enumerate(digits)
                 for pair in read(digit, max((d.aspect for d in digits[:i] + digits[i + 1:]), default=0.0))]
     probs = torch.stack([p for p, _ in read_out])
+    if all(digit.contrast < FAINT for digit in digits) and float(probs.max()) < UNSURE:
+        raise ImageError("no digit found (only faint marks, and none reads as a digit)")
     return "".join(str(int(p.argmax())) for p in probs), probs, [image for _, image in read_out]
 
 

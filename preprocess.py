@@ -417,6 +417,7 @@ class Digit:
     aspect: float  # the ink's width over its height
     cuts: list = field(default_factory=list)
     pair: np.ndarray | None = None  # where it may be two digits: the ink as two MNIST digits side by side (28, 56)
+    contrast: float = 1.0  # the ink's mean contrast against the paper: a faint mark is weak evidence of a digit
 
 
 def seams(region, count=5):
@@ -478,7 +479,7 @@ def as_digit(region, contrast, cut=True):
             left, right = region & on_left, region & ~on_left
             if tall_enough(left, y1 - y0) and tall_enough(right, y1 - y0):  # not a slanted 1 cut across
                 cuts.append((as_digit(left, contrast, cut=False), as_digit(right, contrast, cut=False)))
-    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts, pair)
+    return Digit(mnist_style(ink), (x1 - x0) / (y1 - y0), cuts, pair, float(contrast[region].mean()))
 
 
 def without_shadow_corners(regions, contrast, rgb, thumb):
