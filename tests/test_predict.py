@@ -208,9 +208,9 @@ class PreprocessTest(unittest.TestCase):
 
     def test_blank_pages_under_every_condition_at_once(self):
         """Tilt, shadow, lines, uneven light and blur together: a stretch of the tilted page's edge or a faint blot
-        in a shadow was read as a digit on 9 of these 20 pages; 4 today."""
+        in a shadow was read as a digit on 9 of these 20 pages; none today (5 without predict.FAINT and UNSURE)."""
         right, _, wrong = self.read_pages(5, 20, 0, None, ["everything"])
-        self.assertGreaterEqual(right, 15, wrong)  # 16 today, 11 before
+        self.assertGreaterEqual(right, 19, wrong)  # 20 today, 15 without the faint rule, 11 before
 
     def test_a_shadows_corner_is_not_a_digit(self):
         """A shadow narrowing to a sharp corner: the paper's closing cannot follow the corner and fills it with the
@@ -322,7 +322,8 @@ class PreprocessTest(unittest.TestCase):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
         cut along a path that crosses least ink, or straight down where it is wider, when the model is surer of the
         halves than of the whole. Today 37 of these 40 in MNIST's hands and 34 of 40 in other hands (the target is
-        95%); without the pair model, 33 and 29."""
+        95%); without the pair model, 33 and 29. One of the 6 missed, a grainy pencil "47" in shadow, is called blank
+        (faint and unsure: predict.FAINT)."""
         right, _, wrong = self.read_pages(7, 40, 2, "mnist", CONDITIONS, touching=True)
         self.assertGreaterEqual(right, 36, wrong)  # 27 with the paths alone, 24 with the column cut before them
         right, _, wrong = self.read_pages(8, 40, 2, "other", CONDITIONS, touching=True)
