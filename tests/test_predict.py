@@ -212,6 +212,20 @@ class PreprocessTest(unittest.TestCase):
         right, _, wrong = self.read_pages(5, 20, 0, None, ["everything"])
         self.assertGreaterEqual(right, 19, wrong)  # 20 today, 15 without the faint rule, 11 before
 
+    def test_faint_marks_the_model_cannot_read_are_no_digit(self):
+        """A page whose only marks are faint (under predict.FAINT of the paper's brightness) and read at under
+        predict.UNSURE is blank: a ruled line's stretch in a shadow's soft edge was read "8", 47% sure. A faint digit
+        read surely, an unsure dark mark, and a number with one faint, unsure mark are still read."""
+        blot = np.zeros((28, 28), np.float32)
+        blot[9:19, 9:19] = 1  # read as a 0, 23% sure
+        seven = self.mnist_digits(0)[0]
+        with self.assertRaisesRegex(ImageError, "no digit"):
+            read_number(self.model, [Digit(blot, 1.0, contrast=0.15)])
+        self.assertEqual(read_number(self.model, [Digit(blot, 1.0, contrast=0.5)])[0], "0")
+        self.assertEqual(read_number(self.model, [Digit(seven, 0.6, contrast=0.15)])[0], "7")
+        faint = [Digit(seven, 0.6, contrast=0.15), Digit(blot, 1.0, contrast=0.15)]
+        self.assertEqual(read_number(self.model, faint)[0], "70")
+
     def test_a_shadows_corner_is_not_a_digit(self):
         """A shadow narrowing to a sharp corner: the paper's closing cannot follow the corner and fills it with the
         light paper beside it, so the corner stands out like ink; against paper that follows the shadow it has no
