@@ -187,8 +187,12 @@ def beyond_the_sheet(thumb):
     candidates = along_border(mask, labels, count) - set(np.unique(labels[inner])) - {0}
     plain = cv2.morphologyEx(thumb, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     solid, paper = darker_than_paper_beside(plain)  # without thin lines (a squared page's) and strokes
-    desk = np.isin(labels, [label for label in candidates if solid[labels == label].mean() >= 0.5
-                            and has_sharp_edge(labels == label, plain, paper)])
+    slope = relative_slope(plain, paper)
+    desk = np.zeros(mask.shape, bool)
+    for label in candidates:
+        region = labels == label
+        if solid[region].mean() >= 0.5 and has_sharp_edge(region, slope):  # mostly dark without its lines
+            desk |= region
     if desk.any():
         count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(~desk), connectivity=4)
         desk = labels != 1 + np.argmax(stats[1:, cv2.CC_STAT_AREA]) if count > 1 else desk
@@ -197,11 +201,16 @@ def beyond_the_sheet(thumb):
     return cv2.dilate(np.uint8(desk), np.ones((5, 5), np.uint8)) > 0
 
 
-def has_sharp_edge(region, thumb, paper):
-    """Is the edge of REGION (a mask of the small copy THUMB), where it lies inside the picture, steep somewhere along
-    a tenth of it, as a sheet's edge is? Light that falls off toward the border is darker there too, but gently."""
+def relative_slope(thumb, paper):
+    """Per pixel of a small copy THUMB, how steeply its brightness changes, per pixel, over PAPER's brightness, in
+    its steepest channel; the most within two pixels, so that both sides of an edge see it."""
     slope = np.hypot(cv2.Sobel(thumb, cv2.CV_32F, 1, 0), cv2.Sobel(thumb, cv2.CV_32F, 0, 1)) / 8  # per pixel
-    slope = cv2.dilate((slope / np.maximum(paper, 1e-3)).max(axis=-1), np.ones((5, 5), np.uint8))  # edge's 2 sides
+    return cv2.dilate((slope / np.maximum(paper, 1e-3)).max(axis=-1), np.ones((5, 5), np.uint8))
+
+
+def has_sharp_edge(region, slope):
+    """Is the edge of REGION, where it lies inside the picture, steep (SLOPE, from relative_slope) somewhere along a
+    tenth of it, as a sheet's edge is? Light that falls off toward the border is darker there too, but gently."""
     edge = region & ~(cv2.erode(np.uint8(region), np.ones((3, 3), np.uint8)) > 0)
     edge[:2], edge[-2:], edge[:, :2], edge[:, -2:] = False, False, False, False  # the picture's border is no edge
     return not edge.any() or np.percentile(slope[edge], 90) >= DESK_EDGE
