@@ -9,7 +9,8 @@ import repo  # noqa: F401 - first: it puts the repository on the path
 
 import torch
 
-from data import DATA_DIR, DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val
+from data import (DATA_DIR, DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val,
+                  with_flagged_ones)
 
 REPO_RAW = raw_folder(DATA_DIR)
 
@@ -123,6 +124,37 @@ class RandomAffineTest(unittest.TestCase):
         out = random_affine(self.images)
         overlap = (out * self.images).sum((1, 2, 3)) / self.images.sum((1, 2, 3))
         self.assertTrue((overlap > 0.5).all(), overlap)
+
+
+class FlaggedOnesTest(unittest.TestCase):
+    def setUp(self):
+        self.images = torch.zeros(40, 28, 28, dtype=torch.uint8)
+        self.images[:, 4:24, 13:15] = 255  # an upright stem, rows 4-23
+        self.labels = torch.tensor([1, 7] * 20)
+
+    def flagged(self, share, seed=0):
+        return with_flagged_ones(self.images, self.labels, share, torch.Generator().manual_seed(seed))
+
+    def test_only_the_chosen_share_of_the_ones_changes(self):
+        changed = (self.flagged(0.5) != self.images).flatten(1).any(1)
+        self.assertFalse(changed[self.labels != 1].any())  # a 7 is never touched
+        self.assertTrue(3 <= int(changed.sum()) <= 17, int(changed.sum()))
+        self.assertTrue((self.flagged(1.0) != self.images).flatten(1).any(1)[self.labels == 1].all())
+        self.assertTrue(torch.equal(self.flagged(0.0), self.images))
+
+    def test_the_flag_runs_down_and_left_from_the_top_of_the_stem_and_is_short(self):
+        for image in self.flagged(1.0)[self.labels == 1]:
+            added = (image.int() - self.images[0].int()) > 64
+            rows, cols = torch.nonzero(added, as_tuple=True)
+            self.assertGreaterEqual(int(rows.min()), 3)  # nothing above the stem's top (row 4)
+            self.assertLessEqual(int(rows.max()), 4 + 10)  # at most 2/5 of the 20 rows down, and a stroke's width
+            self.assertLess(int(cols.min()), 12)  # left of the stem (columns 13-14)
+            self.assertLessEqual(int(cols.max()), 15)  # never right of it
+            self.assertTrue(torch.equal(image[4:24, 13:15], self.images[0, 4:24, 13:15]))  # the stem is kept
+
+    def test_a_seed_gives_the_same_flags(self):
+        self.assertTrue(torch.equal(self.flagged(0.5, seed=3), self.flagged(0.5, seed=3)))
+        self.assertFalse(torch.equal(self.flagged(0.5, seed=3), self.flagged(0.5, seed=4)))
 
 
 if __name__ == "__main__":
