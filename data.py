@@ -124,7 +124,11 @@ def with_flagged_ones(images, labels, share, generator=None):
     top, bottom = rows.float().argmax(1), 27 - rows.flip(1).float().argmax(1)
     height = (bottom - top + 1).float()
     columns = torch.arange(28.0)
-    centre = lambda row: (ink[torch.arange(n), row] * columns).sum(1) / ink[torch.arange(n), row].sum(1).clamp_min(1e-6)  # noqa: E731
+
+    def centre(row):  # the ink's mean column along ROW (one row index per image)
+        line = ink[torch.arange(n), row]
+        return (line * columns).sum(1) / line.sum(1).clamp_min(1e-6)
+
     start = torch.stack([centre(top), top.float()], 1)
     stem = torch.stack([centre(bottom), bottom.float()], 1) - start
     stem = stem / stem.norm(dim=1, keepdim=True).clamp_min(1e-6)

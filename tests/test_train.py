@@ -54,8 +54,8 @@ class ArgumentTest(unittest.TestCase):
         args = vars(train.parse_args([]))
         recipe = {"epochs": 15, "batch_size": 256, "lr": 0.02, "lr_factor": 0.3, "lr_patience": 1,
                   "plateau_metric": "val_acc", "channels": [16, 16, 32, 40], "dropout": 0.05, "rotate": 10.0,
-                  "zoom": 0.1, "shift": 0.1, "flag_ones": 0.0, "ema": 0.995, "average_epochs": 3, "label_smoothing": 0.05,
-                  "precision": "auto", "seed": 1,
+                  "zoom": 0.1, "shift": 0.1, "flag_ones": 0.0, "ema": 0.995, "average_epochs": 3,
+                  "label_smoothing": 0.05, "precision": "auto", "seed": 1,
                   "device": "auto", "data_dir": str(DATA_DIR), "dry_run": False, "resume": None}
         self.assertEqual({k: args[k] for k in recipe}, recipe)
         self.assertLess(args["epochs"], 20)
