@@ -16,7 +16,7 @@ from model import Net
 from pairs import DEFAULT_PAIR_CHECKPOINT, NOT_A_PAIR, PairNet
 from preprocess import PAIR_WIDTH, ImageError, read_digits
 
-# shipped with the repo, made by `python train.py --seed 1 --out-dir checkpoints`
+# shipped with the repo, made by `python train.py --seed 1 --precision fp32 --flag-ones 0.6` (README: why the flags)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "best.pt"
 
 
