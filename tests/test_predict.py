@@ -426,6 +426,7 @@ class PreprocessTest(unittest.TestCase):
         self.assertGreaterEqual(read[1].count("1"), 43, read[1])
         self.assertGreaterEqual(read[7].count("7"), 48, read[7])
 
+
 class PredictCliTest(unittest.TestCase):
     def setUp(self):
         self.dir = Path(tempfile.mkdtemp())
