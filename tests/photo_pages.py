@@ -42,9 +42,9 @@ STROKES = {
 }
 
 
-def font_files():
+def font_files(folders=FONT_FOLDERS):
     root = Path("/usr/share/fonts")
-    return sorted(f for folder in FONT_FOLDERS for f in root.rglob(f"{folder}/*") if f.suffix in (".ttf", ".otf")
+    return sorted(f for folder in folders for f in root.rglob(f"{folder}/*") if f.suffix in (".ttf", ".otf")
                   and f.name != "BecauseWeCreate-Regular.otf")  # its digits are outlines, not strokes
 
 
@@ -294,8 +294,8 @@ def reader():
 class Hands:
     """Digits to write: MNIST's test digits, digits in handwriting-like fonts, or pen strokes along splines."""
 
-    def __init__(self, images, labels):
-        self.images, self.labels, self.fonts = images, labels, font_files()
+    def __init__(self, images, labels, fonts=None):
+        self.images, self.labels, self.fonts = images, labels, fonts or font_files()
 
     def draw(self, rng, count, hand):
         """(COUNT digit images in HAND, their labels as a string)."""
@@ -359,11 +359,12 @@ def picture(path, seed):
     print(f"wrote {path}")
 
 
-def measure(count, seed, failures=None, only=""):
+def measure(count, seed, failures=None, only="", fonts=None):
     """Print, per kind of page, how many were read right (a blank page: reported as blank), and how many pages
-    with a digit were called blank. FAILURES: save a grid of the pages read wrong there."""
+    with a digit were called blank. FAILURES: save a grid of the pages read wrong there. FONTS: the other hands'
+    font files, instead of FONT_FOLDERS' (the pages are otherwise the same)."""
     read, images, labels = reader()
-    rng, hands = np.random.default_rng(seed), Hands(images, labels)
+    rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
     tally, wrong, called_blank, with_digits, read_blank = {}, [], 0, 0, 0
     for kind, img, truth in kinds(hands, rng, count):
         if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
@@ -428,6 +429,9 @@ if __name__ == "__main__":
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--failures", metavar="PNG", help="also save a grid of the pages read wrong")
     p.add_argument("--only", default="", metavar="TEXT", help="only the kinds of page whose name holds TEXT")
+    p.add_argument("--fonts", nargs="+", metavar="FOLDER",
+                   help="write the other hands' font digits in the fonts of these folders under /usr/share/fonts "
+                        "instead (fonts never used for a choice: how far the rules carry)")
     p.add_argument("--picture", metavar="PNG", help="instead, save a figure of a few pages and what the model saw")
     p.add_argument("--mnist", action="store_true",
                    help="instead, read MNIST's 10,000 test digits as 28x28 pictures (a check that they pass through)")
@@ -437,4 +441,8 @@ if __name__ == "__main__":
     elif args.picture:
         picture(args.picture, args.seed)
     else:
-        measure(args.pages, args.seed, args.failures, args.only)
+        fonts = font_files(args.fonts) if args.fonts else None
+        if args.fonts and not fonts:
+            p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
+                    "install the Debian package that has it (fonts-rufscript has rufscript)")
+        measure(args.pages, args.seed, args.failures, args.only, fonts)

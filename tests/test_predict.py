@@ -353,6 +353,15 @@ class PreprocessTest(unittest.TestCase):
             img = as_jpeg(page(digits, rng, CONDITIONS[k % len(CONDITIONS)], small_page(rng), True), rng)
         self.assertEqual((truth, self.read(img)), ("11", "11"))
 
+    def test_a_pair_two_readers_agree_on_is_read_as_two(self):
+        """Two touching pairs of `photo_pages.py`'s pages (MNIST's hands, seeds 2 and 3), saved as JPEG: the pair
+        model reads "49" 94% sure and "09" 87% (under PAIR_SURE), and the best cut reads the same two digits 77% and
+        79% sure (under SURE_OF_A_HALF). That the two readers agree makes them stand: without it, both were read as
+        one digit ("4" and "7")."""
+        for name, number in ("touching_49.jpg", "49"), ("touching_09.jpg", "09"):
+            digits = read_digits(Path(__file__).resolve().parent / name)
+            self.assertEqual(read_number(self.model, digits, self.pair_model)[0], number, name)
+
     def test_a_wide_single_digit_is_not_read_as_a_pair(self):
         """The pair model reads 21 of MNIST's test digits as two at 95% or more; a pair stands only where it is surer
         than the digit model is of the whole, and these 8 of them are read as one digit (of the 7 this test held with
