@@ -268,6 +268,19 @@ class PreprocessTest(unittest.TestCase):
         self.assertEqual(len(rows), 2, proc.stdout)
         self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-2] of 2")
 
+    def test_other_fonts_for_the_other_hands(self):
+        """`photo_pages.py --fonts FOLDER...` writes the other hands in those fonts (the README's check in fonts never
+        used for a choice); a folder with no font in it is a one-line error that says what to install."""
+        proc = run_script("tests/photo_pages.py", "--fonts", "no-such-font-folder")
+        self.assertEqual(proc.returncode, 2)
+        self.assertEqual(proc.stderr.strip().splitlines()[-1],
+                         "photo_pages.py: error: no .ttf or .otf font in a folder named no-such-font-folder under "
+                         "/usr/share/fonts: install the Debian package that has it (fonts-rufscript has rufscript)")
+        breip = photo_pages.font_files(("breip",))  # one of the fonts .ci/run installs
+        if not breip:
+            self.skipTest("fonts-breip is not installed")
+        self.assertEqual({f.parent.name for f in Hands(self.images, self.labels, breip).fonts}, {"breip"})
+
     def test_a_sheet_on_a_desk(self):
         """The desk along one to four borders, skewed, a shadow across its edge, specks: today 20 of 20 single
         digits, in MNIST's hands and in others, and 19 of 20 numbers; a clear digit is never called blank."""
