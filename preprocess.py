@@ -230,8 +230,9 @@ def ink_mask(contrast):
 
 
 def remove_ruled_lines(mask):
-    """Erase long straight lines thinner than a pen stroke (ruled or squared paper, page edges). Where a digit's
-    stroke crosses a line, the stroke is kept: across the line, only ink thicker than the line survives."""
+    """Erase long straight lines thinner than a pen stroke (ruled or squared paper, page edges), each across the
+    whole picture. Where a digit's stroke crosses a line, the stroke is kept: across the line, only ink thicker than
+    the line survives."""
     h, w = mask.shape
     if min(h, w) < 100:  # too small to hold both a digit and ruled lines
         return mask
@@ -251,7 +252,10 @@ def remove_ruled_lines(mask):
             continue
         band_width = odd(thickness + 4)  # the line and 2 pixels each side
         band = np.zeros_like(binary)
-        cv2.line(band, (x1, y1), (x2, y2), 255, thickness=band_width)
+        reach = (h + w) / length * np.array([x2 - x1, y2 - y1])  # on across the picture: where a shadow breaks a
+        # line, its stretches beyond the break are too short to be found alone, and were read as 1s (NOTES.md)
+        start, end = (tuple(np.round(p).astype(int).tolist()) for p in ([x1, y1] - reach, [x2, y2] + reach))
+        cv2.line(band, start, end, 255, thickness=band_width)
         across = np.zeros((band_width,) * 2, np.uint8)  # perpendicular to the line: ink that spans the band stays
         # (ink twice the line's width, as before, erased a bold 0's arcs where they run along a line: NOTES.md)
         c, (dx, dy) = across.shape[0] // 2, ((y1 - y2) / length, (x2 - x1) / length)

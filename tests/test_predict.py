@@ -244,6 +244,22 @@ class PreprocessTest(unittest.TestCase):
         with self.assertRaisesRegex(ImageError, "no digit found"):
             read_number(self.model, read_digits(Path(__file__).resolve().parent / "shadow_wedge.jpg"), self.pair_model)
 
+    def test_a_lines_stretch_beyond_a_break_is_not_a_digit(self):
+        """Where a shadow's edge breaks a squared page's line, the stretch beyond the break is too short to be found
+        as a line on its own, and was read as a 1: a line is erased across the whole picture. A 1 written on that
+        stretch, thicker than the line, is still read."""
+        page = np.full((600, 800, 3), (240, 238, 236), np.uint8)
+        for x in range(70, 800, 60):
+            cv2.line(page, (x, 0), (x, 599), (200, 170, 150), 2)
+        page[330:380, 425:436] = (240, 238, 236)  # the line at x = 430 broken: 330 pixels above, 220 below
+        self.assert_blank_until_a_1(np.float32(page) / 255, (420, 560), (424, 436))
+
+    def test_a_lines_stretch_in_a_shadow_on_a_photo_like_page_is_not_a_digit(self):
+        """A blank page of `photo_pages.py` (seed 0, squared paper, a shadow across its corner), saved as JPEG: a
+        line's stretch inside the shadow was read "1"."""
+        with self.assertRaisesRegex(ImageError, "no digit found"):
+            read_number(self.model, read_digits(Path(__file__).resolve().parent / "line_in_shadow.jpg"))
+
     def test_a_sliver_of_the_pages_edge_is_not_a_digit(self):
         """A tilted page's edge, cut short where a shadow crosses it, leaves a short thin dark piece lying against
         the picture's edge, or a little way in (a squared line's stretch at a corner, its far side 7% of the short
