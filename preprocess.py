@@ -252,8 +252,8 @@ def remove_ruled_lines(mask):
             continue
         band_width = odd(thickness + 4)  # the line and 2 pixels each side
         band = np.zeros_like(binary)
-        reach = (h + w) / length * np.array([x2 - x1, y2 - y1])  # on across the picture: where a shadow breaks a
-        # line, its stretches beyond the break are too short to be found alone, and were read as 1s (NOTES.md)
+        reach = (h + w) / length * np.array([x2 - x1, y2 - y1])  # drawn on across the picture: where a shadow
+        # breaks a line, its stretches beyond the break are too short to be found alone, and were read as 1s (NOTES.md)
         start, end = (tuple(np.round(p).astype(int).tolist()) for p in ([x1, y1] - reach, [x2, y2] + reach))
         cv2.line(band, start, end, 255, thickness=band_width)
         across = np.zeros((band_width,) * 2, np.uint8)  # perpendicular to the line: ink that spans the band stays
