@@ -315,6 +315,7 @@ def pieces_by_column(mask, desk):
     tall = [stats[i, cv2.CC_STAT_AREA] for i in kept if stats[i, cv2.CC_STAT_HEIGHT] >= min_height]
     if tall:  # dust beside the strokes: much smaller than a typical tall piece (the median: a blob may be huge)
         kept = [i for i in kept if stats[i, cv2.CC_STAT_AREA] >= 0.05 * np.median(tall)]
+    kept = [i for i in kept if not is_stray_speck(i, labels, stats, min_height)]
     pieces = []
     for i in sorted(kept, key=lambda i: stats[i, cv2.CC_STAT_LEFT]):
         x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
@@ -326,6 +327,20 @@ def pieces_by_column(mask, desk):
         else:
             pieces.append(piece)
     return labels, stats, pieces
+
+
+def is_stray_speck(label, labels, stats, min_height):
+    """Is the connected piece LABEL a speck of dirt: smaller than a digit, round and filled, and alone, no other ink
+    within its own size of it? A fragment of a broken or outlined stroke has others close by; a speck joined to the
+    digit above it made that digit seem taller, and the digit beside it was then off the line of writing."""
+    x, y, w, h, area = (int(v) for v in stats[label, :5])
+    size = max(w, h)
+    if size >= min_height or size > 2 * min(w, h) or area < 0.5 * w * h:
+        return False
+    y0, x0 = max(0, y - size), max(0, x - size)
+    around = labels[y0:y + h + size, x0:x + w + size]
+    near = cv2.dilate(np.uint8(around == label), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1,) * 2))
+    return not np.any((around > 0) & (around != label) & (near > 0))
 
 
 def widest_stroke(piece, labels, stats, half_width):
