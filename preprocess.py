@@ -333,7 +333,8 @@ def is_stray_speck(label, labels, stats, min_height):
     """Is the connected piece LABEL a speck of dirt: smaller than a digit, round and filled, and alone, no other ink
     within its own size of it? A fragment of a broken or outlined stroke has others close by; a speck joined to the
     digit above it made that digit seem taller, and the digit beside it was then off the line of writing."""
-    x, y, w, h, area = (int(v) for v in stats[label, :5])
+    x, y, w, h, area = (int(stats[label, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                        cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
     size = max(w, h)
     if size >= min_height or size > 2 * min(w, h) or area < 0.5 * w * h:
         return False
