@@ -25,6 +25,7 @@ from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_numbe
 from preprocess import Digit, ImageError, as_dark_ink, digit_images, read_digits, read_rgb, seams, sheet_contrast
 
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
+FIXTURES = Path(__file__).resolve().parent  # photo-like pages saved as JPEG, each a case that once went wrong
 PAGES_PER_CONDITION = 20
 NUMBERS = 60
 
@@ -80,6 +81,10 @@ class PreprocessTest(unittest.TestCase):
             return read_number(self.model, digit_images(as_rgb(img)), self.pair_model)[0]
         except ImageError:
             return ""
+
+    def read_fixture(self, name):
+        """The number read in the file FIXTURES / NAME, as predict.py reads a file; ImageError where it finds none."""
+        return read_number(self.model, read_digits(FIXTURES / name), self.pair_model)[0]
 
     def test_an_mnist_image_passes_nearly_unchanged(self):
         diffs = []
@@ -244,7 +249,7 @@ class PreprocessTest(unittest.TestCase):
         the page's bottom edge, the wedge keeps 0.10 of its contrast against the shadow-following paper. With
         SHADOW_SHARE at 0.1 it was read "2", 68% sure."""
         with self.assertRaisesRegex(ImageError, "no digit found"):
-            read_number(self.model, read_digits(Path(__file__).resolve().parent / "shadow_wedge.jpg"), self.pair_model)
+            self.read_fixture("shadow_wedge.jpg")
 
     def test_a_lines_stretch_beyond_a_break_is_not_a_digit(self):
         """Where a shadow's edge breaks a squared page's line, the stretch beyond the break is too short to be found
@@ -260,7 +265,7 @@ class PreprocessTest(unittest.TestCase):
         """A blank page of `photo_pages.py` (seed 0, squared paper, a shadow across its corner), saved as JPEG: a
         line's stretch inside the shadow was read "1"."""
         with self.assertRaisesRegex(ImageError, "no digit found"):
-            read_number(self.model, read_digits(Path(__file__).resolve().parent / "line_in_shadow.jpg"))
+            self.read_fixture("line_in_shadow.jpg")
 
     def test_a_sliver_of_the_pages_edge_is_not_a_digit(self):
         """A tilted page's edge, cut short where a shadow crosses it, leaves a short thin dark piece lying against
@@ -304,8 +309,7 @@ class PreprocessTest(unittest.TestCase):
     def test_a_speck_of_dirt_on_a_sheet_on_a_desk_is_not_part_of_a_digit(self):
         """A page of `photo_pages.py` (seed 1, a sheet on a desk, specks of dirt), saved as JPEG: a speck below the
         first 4 made it seem taller, and "0447" was read "447"."""
-        digits = read_digits(Path(__file__).resolve().parent / "dirt_below_a_digit.jpg")
-        self.assertEqual(read_number(self.model, digits, self.pair_model)[0], "0447")
+        self.assertEqual(self.read_fixture("dirt_below_a_digit.jpg"), "0447")
 
     def test_the_readme_table_command(self):
         """tests/photo_pages.py, which makes the README's table: each kind gets its row, and the summary counts the
@@ -392,8 +396,7 @@ class PreprocessTest(unittest.TestCase):
         """A sheet on a desk, mostly in shade, a band of sunlight across its top (a page of `photo_pages.py --seed
         1`, saved as JPEG): the vote over a quarter of the picture took the band for light ink, inverted the page and
         found no digit; over an eighth, the band is ground and its small dark digits are the ink."""
-        digits = read_digits(Path(__file__).resolve().parent / "shaded_sheet_9723.jpg")
-        self.assertEqual(read_number(self.model, digits)[0], "9723")
+        self.assertEqual(self.read_fixture("shaded_sheet_9723.jpg"), "9723")
 
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
@@ -421,8 +424,7 @@ class PreprocessTest(unittest.TestCase):
         79% sure (under SURE_OF_A_HALF). That the two readers agree makes them stand: without it, both were read as
         one digit ("4" and "7")."""
         for name, number in ("touching_49.jpg", "49"), ("touching_09.jpg", "09"):
-            digits = read_digits(Path(__file__).resolve().parent / name)
-            self.assertEqual(read_number(self.model, digits, self.pair_model)[0], number, name)
+            self.assertEqual(self.read_fixture(name), number, name)
 
     def test_a_pair_the_digit_model_cannot_read_as_one_is_read_as_two(self):
         """Two touching pairs of `photo_pages.py`'s pages (other hands, seeds 0 and 1), saved as JPEG: the digit model
@@ -430,8 +432,7 @@ class PreprocessTest(unittest.TestCase):
         under PAIR_SURE, and no cut agrees. Where the digit model sees no one digit, the pair model's two stand
         (NO_ONE_DIGIT); without that, the whole was read: "0" and "4"."""
         for name, number in ("touching_27.jpg", "27"), ("touching_11.jpg", "11"):
-            digits = read_digits(Path(__file__).resolve().parent / name)
-            self.assertEqual(read_number(self.model, digits, self.pair_model)[0], number, name)
+            self.assertEqual(self.read_fixture(name), number, name)
 
     def test_a_wide_single_digit_is_not_read_as_a_pair(self):
         """The pair model reads 21 of MNIST's test digits as two at 95% or more; a pair stands only where it is surer
