@@ -267,6 +267,13 @@ class PreprocessTest(unittest.TestCase):
         with self.assertRaisesRegex(ImageError, "no digit found"):
             self.read_fixture("line_in_shadow.jpg")
 
+    def test_a_flat_stretch_of_a_line_on_a_photo_like_page_is_not_a_digit(self):
+        """A blank page of `photo_pages.py` (seed 5, squared paper under every condition), saved as JPEG: a stretch of
+        a squared line, 4.9 times as wide as tall, was read "2". No digit, nor two touching, is that flat
+        (preprocess.FLAT)."""
+        with self.assertRaisesRegex(ImageError, "no digit found"):
+            self.read_fixture("flat_line.jpg")
+
     def test_a_sliver_of_the_pages_edge_is_not_a_digit(self):
         """A tilted page's edge, cut short where a shadow crosses it, leaves a short thin dark piece lying against
         the picture's edge, or a little way in (a squared line's stretch at a corner, its far side 7% of the short
