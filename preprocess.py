@@ -27,7 +27,8 @@ SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
 FLAT = 3.4  # width over height from which a piece is a line's stretch, not one digit nor two touching: MNIST's
-# digits are at most 2.5, touching pairs on the generated pages at most 2.67, the lines read as digits 4.35 and 4.93
+# digits are at most 2.5, touching pairs on the generated pages at most 2.67, lines' stretches on blank pages 4.35 and
+# 4.93 (NOTES.md)
 PAIR_ASPECT = 0.55  # width over height from which the pair model is shown a piece: a 1 touching a 1 or a 7 is narrow
 PAIR_WIDTH = 56  # columns of the picture of a piece that may be two digits: two MNIST digits side by side
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
