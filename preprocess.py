@@ -74,6 +74,11 @@ def odd(n):
     return max(3, int(n) | 1)
 
 
+def median(image, size):
+    """IMAGE (floats in [0, 1]) median-filtered over SIZE pixels: OpenCV takes windows over 5 on 8-bit images only."""
+    return np.float32(cv2.medianBlur(np.uint8(np.round(255 * image)), size)) / 255
+
+
 def light_ink(rgb, desk):
     """Is the ink lighter than the paper? Ink is what departs from the local median (over an eighth of a small
     copy: a wider band of light or shade is ground), a minority: its strong departures are mostly darker or mostly
@@ -91,7 +96,7 @@ def light_ink(rgb, desk):
     if ground > LIGHT_GROUND:  # paper; the vote below would take a sheet amid a desk it missed for chalk
         return False
     small = paint_over(small, desk)
-    local = cv2.medianBlur(np.uint8(np.round(small * 255)), odd(min(small.shape) / 8)) / 255
+    local = median(small, odd(min(small.shape) / 8))
     departure = small - local
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
     lighter, darker = departure[departure > 4 * spread].sum(), -departure[departure < -4 * spread].sum()
@@ -192,7 +197,7 @@ def beyond_the_sheet(thumb):
     solid, paper = darker_than_paper_beside(plain)  # without thin lines (a squared page's) and strokes
     # the slope of its median: a median keeps a sheet's straight edge but drops the blob a bold digit leaves in the
     # closing, steep all round (in light falling off toward the border, "7182" passed for a sheet's edge: no digit)
-    slope = relative_slope(np.float32(cv2.medianBlur(np.uint8(np.round(255 * plain)), 9)) / 255, paper)
+    slope = relative_slope(median(plain, 9), paper)
     desk = np.zeros(mask.shape, bool)
     for label in candidates:
         region = labels == label
