@@ -17,7 +17,8 @@ from model import Net
 from pairs import DEFAULT_PAIR_CHECKPOINT, NOT_A_PAIR, PairNet
 from preprocess import PAIR_WIDTH, ImageError, read_digits
 
-# shipped with the repo, made by `python train.py --seed 1 --precision fp32 --flag-ones 0.6` (README: why the flags)
+# shipped with the repo, made by `python train.py --seed 1 --precision fp32 --flag-ones 0.6 --outlines 0.05` (README:
+# why the flags and the outlines)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "best.pt"
 
 

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
 from cuda_graph import CapturedEpoch, set_capturable
-from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float, with_flagged_ones
+from data import (DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float, with_flagged_ones,
+                  with_outlined_digits)
 from hardware import choose_precision, pick_device
 from model import ModelConfig, Net, count_parameters
 from resume import RESUMABLE, ResumeError, read_resume_state, restore_run, rng_states
@@ -57,6 +58,9 @@ def build_parser():
     p.add_argument("--flag-ones", type=float, default=0.0,
                    help="share of the training split's 1s drawn once with a European 1's flag (validation and test "
                         "stay MNIST's own); the shipped checkpoint, which reads photos, was trained with 0.6")
+    p.add_argument("--outlines", type=float, default=0.0,
+                   help="share of the training split's digits drawn once as their outline, hollow strokes (after "
+                        "--flag-ones; validation and test stay MNIST's own); the shipped checkpoint: 0.05")
     p.add_argument("--ema", type=float, default=0.995,
                    help="decay of the moving average of the weights that validation scores and checkpoints keep "
                         "(0: off, use the raw weights)")
@@ -115,8 +119,9 @@ def parse_args(argv=None):
     for name in ("ema", "label_smoothing", "dropout", "zoom"):
         if not 0 <= getattr(args, name) < 1:
             p.error(f"argument --{name.replace('_', '-')}: must be in [0, 1), got {getattr(args, name)}")
-    if not 0 <= args.flag_ones <= 1:
-        p.error(f"argument --flag-ones: must be in [0, 1], got {args.flag_ones}")
+    for name in ("flag_ones", "outlines"):
+        if not 0 <= getattr(args, name) <= 1:
+            p.error(f"argument --{name.replace('_', '-')}: must be in [0, 1], got {getattr(args, name)}")
     for name in ("rotate", "shift"):
         if getattr(args, name) < 0:
             p.error(f"argument --{name}: must be >= 0, got {getattr(args, name)}")
@@ -187,13 +192,15 @@ def average_with_batchnorm(average, train_images):
     return average.module.eval()
 
 
-def load_sets(data_dir, device, dry_run_batch_size=None, flag_ones=0.0, seed=0):
+def load_sets(data_dir, device, dry_run_batch_size=None, flag_ones=0.0, seed=0, outlines=0.0):
     """{"train", "val", "test"}: (images, labels), each whole set on DEVICE, a FLAG_ONES share of the training 1s
-    flagged (with SEED); a few batches each for a dry run."""
+    flagged and an OUTLINES share of the training digits outlined (with SEED); a few batches each for a dry run."""
     train_images, train_labels, test_images, test_labels = load_mnist(data_dir)
     (train_images, train_labels), (val_images, val_labels) = split_train_val(train_images, train_labels)
     if flag_ones:
         train_images = with_flagged_ones(train_images, train_labels, flag_ones, torch.Generator().manual_seed(seed))
+    if outlines:
+        train_images = with_outlined_digits(train_images, outlines, torch.Generator().manual_seed(seed + 1))
     sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
     if dry_run_batch_size:
         sizes = {"train": DRY_RUN_BATCHES * dry_run_batch_size, "val": DRY_RUN_BATCHES * EVAL_BATCH_SIZE,
@@ -214,7 +221,8 @@ def train(args):
     torch.backends.cudnn.deterministic = device.type == "cuda"  # same seed, same GPU, same run (NOTES.md: its cost)
     out_dir = Path(args.out_dir)
 
-    sets = load_sets(args.data_dir, device, args.batch_size if args.dry_run else None, args.flag_ones, args.seed)
+    sets = load_sets(args.data_dir, device, args.batch_size if args.dry_run else None, args.flag_ones, args.seed,
+                     args.outlines)
     model = Net(ModelConfig(channels=tuple(args.channels), dropout=args.dropout))
     summary(model.eval(), (1, 28, 28), device="cpu")  # eval: the probe batch must not move BatchNorm's statistics
     params = count_parameters(model)

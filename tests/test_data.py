@@ -10,7 +10,7 @@ import repo  # noqa: F401 - first: it puts the repository on the path
 import torch
 
 from data import (DATA_DIR, DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val,
-                  with_flagged_ones)
+                  with_flagged_ones, with_outlined_digits)
 
 REPO_RAW = raw_folder(DATA_DIR)
 
@@ -155,6 +155,31 @@ class FlaggedOnesTest(unittest.TestCase):
     def test_a_seed_gives_the_same_flags(self):
         self.assertTrue(torch.equal(self.flagged(0.5, seed=3), self.flagged(0.5, seed=3)))
         self.assertFalse(torch.equal(self.flagged(0.5, seed=3), self.flagged(0.5, seed=4)))
+
+
+class OutlinedDigitsTest(unittest.TestCase):
+    def setUp(self):
+        self.images = torch.zeros(40, 28, 28, dtype=torch.uint8)
+        self.images[:, 4:24, 12:16] = 255  # a stem four pixels wide, rows 4-23, columns 12-15
+
+    def outlined(self, share, seed=0):
+        return with_outlined_digits(self.images, share, torch.Generator().manual_seed(seed))
+
+    def test_only_the_chosen_share_changes(self):
+        changed = (self.outlined(0.5) != self.images).flatten(1).any(1)
+        self.assertTrue(3 <= int(changed.sum()) <= 37, int(changed.sum()))
+        self.assertTrue((self.outlined(1.0) != self.images).flatten(1).any(1).all())
+        self.assertTrue(torch.equal(self.outlined(0.0), self.images))
+
+    def test_a_stroke_becomes_two_thin_lines_with_paper_between(self):
+        for image in self.outlined(1.0):
+            self.assertEqual(image[14, 10:18].tolist(), [0, 255, 0, 0, 0, 0, 255, 0])  # across the stem
+            self.assertEqual(image[3, 11:17].tolist(), [255] * 6)  # its top closed off a row above it
+            self.assertEqual(int(image[14:22, 13:15].max()), 0)  # hollow inside
+
+    def test_a_seed_gives_the_same_outlines(self):
+        self.assertTrue(torch.equal(self.outlined(0.5, seed=3), self.outlined(0.5, seed=3)))
+        self.assertFalse(torch.equal(self.outlined(0.5, seed=3), self.outlined(0.5, seed=4)))
 
 
 if __name__ == "__main__":

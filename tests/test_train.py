@@ -44,6 +44,7 @@ class ArgumentTest(unittest.TestCase):
         self.assert_rejected(["--ema", "1"], "--ema: must be in [0, 1)")
         self.assert_rejected(["--label-smoothing", "-0.1"], "--label-smoothing: must be in [0, 1)")
         self.assert_rejected(["--flag-ones", "1.5"], "--flag-ones: must be in [0, 1]")
+        self.assert_rejected(["--outlines", "-0.1"], "--outlines: must be in [0, 1]")
 
     @unittest.skipIf(torch.cuda.is_available(), "this machine has CUDA")
     def test_cuda_asked_for_but_absent(self):
@@ -54,7 +55,7 @@ class ArgumentTest(unittest.TestCase):
         args = vars(train.parse_args([]))
         recipe = {"epochs": 15, "batch_size": 256, "lr": 0.02, "lr_factor": 0.3, "lr_patience": 1,
                   "plateau_metric": "val_acc", "channels": [16, 16, 32, 40], "dropout": 0.05, "rotate": 10.0,
-                  "zoom": 0.1, "shift": 0.1, "flag_ones": 0.0, "ema": 0.995, "average_epochs": 3,
+                  "zoom": 0.1, "shift": 0.1, "flag_ones": 0.0, "outlines": 0.0, "ema": 0.995, "average_epochs": 3,
                   "label_smoothing": 0.05, "precision": "auto", "seed": 1,
                   "device": "auto", "data_dir": str(DATA_DIR), "dry_run": False, "resume": None}
         self.assertEqual({k: args[k] for k in recipe}, recipe)
@@ -188,7 +189,7 @@ class ProtocolTest(unittest.TestCase):
         self.assertFalse(torch.allclose(best["model"]["features.2.running_mean"], epoch4["features.2.running_mean"]))
 
 
-class FlagOnesTest(unittest.TestCase):
+class DrawnOnTrainingDigitsTest(unittest.TestCase):
     def test_only_the_training_ones_are_flagged(self):
         """--flag-ones draws flags on the training split's 1s; validation and test stay MNIST's own."""
         cpu = torch.device("cpu")
@@ -199,6 +200,15 @@ class FlagOnesTest(unittest.TestCase):
         changed = (flagged["train"][0] != images).flatten(1).any(1)
         self.assertTrue(changed[labels == 1].all())
         self.assertFalse(changed[labels != 1].any())
+
+    def test_only_training_digits_are_outlined(self):
+        """--outlines draws a share of the training digits hollow; validation and test stay MNIST's own."""
+        cpu = torch.device("cpu")
+        plain, outlined = (train.load_sets(DATA_DIR, cpu, 64, seed=1, outlines=share) for share in (0.0, 0.5))
+        for split in ("val", "test"):
+            self.assertTrue(torch.equal(plain[split][0], outlined[split][0]), split)
+        changed = (outlined["train"][0] != plain["train"][0]).flatten(1).any(1)
+        self.assertTrue(0.3 < changed.float().mean() < 0.7, changed.float().mean())
 
 
 class AutocastTest(unittest.TestCase):
