@@ -200,6 +200,7 @@ def load_sets(data_dir, device, dry_run_batch_size=None, flag_ones=0.0, seed=0, 
     if flag_ones:
         train_images = with_flagged_ones(train_images, train_labels, flag_ones, torch.Generator().manual_seed(seed))
     if outlines:
+        # a stream of its own: SEED's would draw the flags' uniforms again, and every 1 outlined would be a flagged one
         train_images = with_outlined_digits(train_images, outlines, torch.Generator().manual_seed(seed + 1))
     sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
     if dry_run_batch_size:
