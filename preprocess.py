@@ -34,6 +34,10 @@ PAIR_WIDTH = 56  # columns of the picture of a piece that may be two digits: two
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
 SHADOW_SHARE = 0.14  # of a digit's contrast that stays against paper following shadows: midway (geometric) between
 # the digits on the generated pages of NOTES.md (seeds 0-5: 0.176 and more) and the shadow wedges read there (0.113)
+FAINT_INK = 0.25  # of the ink mask's Otsu threshold: a fainter mask, looked at only beside the digits found, for a
+# digit in a thin, faint pen among bold ones, all of it under that threshold (an outline font's two hairlines)
+FAINT_CONTRAST = 0.07  # mean contrast of such a digit: the outline digits found on the pages of seeds 0-3 0.08-0.11,
+# the shadow and the squared lines beside a single digit that a looser rule took for one 0.05 and 0.06 (NOTES.md)
 STRAIGHT_CUT_ASPECT = 1.1  # from this width over height, straight cuts are offered too: where round digits overlap,
 # every path crossing at most two strokes runs through a loop (NOTES.md)
 
@@ -226,14 +230,14 @@ def has_sharp_edge(region, slope):
     return not edge.any() or np.percentile(slope[edge], 90) >= DESK_EDGE
 
 
-def ink_mask(contrast):
+def ink_mask(contrast, share=1.0):
     """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
-    connected to such pixels; never within the paper's noise, nor on a ruled line."""
+    connected to such pixels; never within the paper's noise, nor on a ruled line. SHARE scales Otsu's threshold."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
     noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    strong = smooth > max(otsu / 255, np.median(smooth) + 5 * noise, INK_FLOOR)
-    weak = smooth > max(0.5 * otsu / 255, np.median(smooth) + 3 * noise, INK_FLOOR)
+    strong = smooth > max(share * otsu / 255, np.median(smooth) + 5 * noise, INK_FLOOR)
+    weak = smooth > max(0.5 * share * otsu / 255, np.median(smooth) + 3 * noise, INK_FLOOR)
     weak = remove_ruled_lines(weak)  # here, where faint lines are whole: else they would grow out of the digits
     _, labels = cv2.connectedComponents(np.uint8(weak), connectivity=8)
     return np.isin(labels, np.unique(labels[strong & weak]))  # hysteresis: faint stretches of a stroke stay joined
@@ -386,9 +390,39 @@ def is_sheet_edge(piece, shape):
     return upright or lying or sliver
 
 
+def faint_digits(contrast, mask, desk, digits, reference, margin):
+    """Digits in a thin, faint pen beside the DIGITS found (Pieces) in a bold one, none of whose pixels reach the ink
+    MASK's threshold (an outline font's hairlines): pieces of a fainter ink mask that hold none of MASK's ink, lie
+    wholly in the line of writing (REFERENCE's rows and MARGIN), are nearly as tall as REFERENCE, stand clear of
+    every digit but within a digit's height of one, and are strokes of some contrast. A hairline's dashes are joined
+    first, and the two hairlines of one digit (sharing columns) are one digit. Boolean masks, left to right."""
+    faint = ink_mask(contrast, FAINT_INK)
+    join = odd(max(3, round(0.05 * reference.height)))  # wider than the gaps between a hairline's dashes
+    joined = cv2.dilate(np.uint8(faint), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))) > 0
+    labels, stats, pieces = pieces_by_column(joined, desk)
+    half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
+    found = []
+    for piece in pieces:
+        region = np.isin(labels, piece.labels) & faint
+        in_line = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin \
+            and piece.height >= 0.75 * reference.height
+        if region[mask].any() or not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height \
+                or contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
+                or piece.x1 - piece.x0 >= FLAT * piece.height \
+                or not is_stroke(piece, widest_stroke(piece, labels, stats, half_width), stats,
+                                 MIN_DIGIT_HEIGHT * min(mask.shape)):
+            continue
+        if found and found[-1][0].gap(piece) < 0:
+            found[-1][0].absorb(piece)
+            found[-1][1][:] |= region
+        else:
+            found.append((piece, region))
+    return [region for _, region in found]
+
+
 def digit_regions(mask, contrast, desk):
-    """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit.
-    Touching digits stay one region."""
+    """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit, and of the
+    faint digits beside them (faint_digits). Touching digits stay one region."""
     labels, stats, pieces = pieces_by_column(mask, desk)
     half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
     widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
@@ -419,8 +453,12 @@ def digit_regions(mask, contrast, desk):
             right.absorb(left)
     digits = [p for p in digits if p.labels]
     strongest = max(mean_contrast(p) for p in digits)
-    return [np.isin(labels, p.labels) for p in digits  # not shadows: as dark as the others
-            if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]
+    regions = [np.isin(labels, p.labels) for p in digits  # not shadows: as dark as the others
+               if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]
+    if not regions:
+        return []
+    regions += faint_digits(contrast, mask, desk, digits, reference, margin)
+    return sorted(regions, key=lambda region: np.nonzero(region.any(axis=0))[0][0])
 
 
 def mnist_style(ink, width=28):

@@ -413,6 +413,12 @@ class PreprocessTest(unittest.TestCase):
         ("no digit found"). The median of the closing keeps a sheet's edge and drops the blobs."""
         self.assertEqual(self.read_fixture("light_falling_off_7182.jpg"), "7182")
 
+    def test_a_faint_outlined_digit_beside_bold_ones_is_found(self):
+        """"4922" in other hands (a page of `photo_pages.py --seed 3`, saved as JPEG): the last 2 is in femkeklaver's
+        outline, two broken hairlines whose contrast, all of it, is under the ink mask's threshold, which the bold 2
+        beside it sets. It was lost ("492"); the fainter mask looked at beside the digits finds it."""
+        self.assertEqual(self.read_fixture("faint_outline_4922.jpg"), "4922")
+
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
         cut along a path that crosses least ink, or straight down where it is wider, when the model is surer of the
