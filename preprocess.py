@@ -234,10 +234,11 @@ def ink_mask(contrast, share=1.0):
     """Pixels that are ink: above Otsu's threshold on the (lightly smoothed) contrast, or above half of it and
     connected to such pixels; never within the paper's noise, nor on a ruled line. SHARE scales Otsu's threshold."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), max(0.7, min(contrast.shape) / 500))
-    noise = 1.4826 * np.median(np.abs(smooth - np.median(smooth)))  # robust sigma: the paper is most of it
+    paper = np.median(smooth)
+    noise = 1.4826 * np.median(np.abs(smooth - paper))  # robust sigma: the paper is most of it
     otsu, _ = cv2.threshold(np.uint8(np.round(smooth * 255)), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    strong = smooth > max(share * otsu / 255, np.median(smooth) + 5 * noise, INK_FLOOR)
-    weak = smooth > max(0.5 * share * otsu / 255, np.median(smooth) + 3 * noise, INK_FLOOR)
+    strong = smooth > max(share * otsu / 255, paper + 5 * noise, INK_FLOOR)
+    weak = smooth > max(0.5 * share * otsu / 255, paper + 3 * noise, INK_FLOOR)
     weak = remove_ruled_lines(weak)  # here, where faint lines are whole: else they would grow out of the digits
     _, labels = cv2.connectedComponents(np.uint8(weak), connectivity=8)
     return np.isin(labels, np.unique(labels[strong & weak]))  # hysteresis: faint stretches of a stroke stay joined
