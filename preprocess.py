@@ -407,13 +407,14 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
         region = np.isin(labels, piece.labels) & faint
         in_line = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin \
             and piece.height >= 0.75 * reference.height
-        if region[mask].any() or not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height \
-                or contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
+        if region[mask].any() or not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height:
+            continue  # ink found already, or off the line, or over a digit, or far from every one
+        width = widest_stroke(piece, labels, stats, half_width)
+        if contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
                 or piece.x1 - piece.x0 >= FLAT * piece.height \
-                or not is_stroke(piece, widest_stroke(piece, labels, stats, half_width), stats,
-                                 MIN_DIGIT_HEIGHT * min(mask.shape)):
-            continue
-        if found and found[-1][0].gap(piece) < 0:
+                or not is_stroke(piece, width, stats, MIN_DIGIT_HEIGHT * min(mask.shape)):
+            continue  # too faint, or not a pen's strokes: a shadow's band, a page's edge, a line's stretch
+        if found and found[-1][0].gap(piece) < 0:  # the other hairline of the same outlined digit
             found[-1][0].absorb(piece)
             found[-1][1][:] |= region
         else:
