@@ -113,8 +113,9 @@ def read_number(model, digits, pair_model=None):
             surer_than_the_whole = not halves or sureness > float(whole.max())  # MNIST's wide 4s: no "41"
             no_one_digit = halves and sureness >= NO_ONE_DIGIT > float(whole.max()) and digit.aspect >= WIDE_PAIR \
                 and digit.contrast >= FAINT  # a faint mark no model reads surely is a blank page's noise
-            a_sure_one = two_ones_from_a_one(read_as, halves) and float(whole.max()) >= NO_ONE_DIGIT  # under even
-            # odds, the digit model sees no one 1 there either: "11" written touching, read "1" 34% sure
+            # two 1s from a piece read surely as a 1 are a European 1's flag and foot; under even odds the digit
+            # model sees no one 1 there either ("11" written touching, read "1" 34% sure)
+            a_sure_one = two_ones_from_a_one(read_as, halves) and float(whole.max()) >= NO_ONE_DIGIT
             if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) and not a_sure_one:
                 return halves or best  # [] where it is sure of one digit
             if halves and sureness >= AGREED and float(whole.max()) < ONE_DIGIT:

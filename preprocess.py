@@ -416,9 +416,9 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
             continue  # too faint, or not a pen's strokes: a shadow's band, a page's edge, a line's stretch
         if found and found[-1][0].gap(piece) < 0:  # the other hairline of the same outlined digit
             found[-1][0].absorb(piece)
-            found[-1][1][:] |= region
+            found[-1][1] |= region
         else:
-            found.append((piece, region))
+            found.append([piece, region])
     return [region for _, region in found]
 
 
