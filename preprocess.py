@@ -422,6 +422,13 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
     return [region for _, region in found]
 
 
+def has_a_loop(piece, labels):
+    """Does the piece enclose paper, as a filled-in 0's or 9's eye does and a blot seldom does?"""
+    box = np.uint8(np.isin(labels[piece.y0:piece.y1, piece.x0:piece.x1], piece.labels))
+    _, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    return hierarchy is not None and bool((hierarchy[0][:, 3] >= 0).any())  # a contour inside another: a hole
+
+
 def digit_regions(mask, contrast, desk):
     """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit, and of the
     faint digits beside them (faint_digits). Touching digits stay one region."""
@@ -436,8 +443,9 @@ def digit_regions(mask, contrast, desk):
     strokes = [p for p in pieces if is_stroke(p, widths[id(p)], stats, MIN_DIGIT_HEIGHT * min(mask.shape))
                and not is_sheet_edge(p, mask.shape) and p.x1 - p.x0 < FLAT * p.height]
     if len(strokes) >= 3:  # one pen wrote them all: a piece much wider than the others is a blob
-        typical = np.median([widths[id(p)] for p in strokes])
-        strokes = [p for p in strokes if widths[id(p)] <= 2.5 * typical]
+        typical_width, typical_height = np.median([(widths[id(p)], p.height) for p in strokes], axis=0)
+        strokes = [p for p in strokes if widths[id(p)] <= 2.5 * typical_width
+                   or p.height <= 1.25 * typical_height and has_a_loop(p, labels)]  # a 0 or a 9 filled in
     if not strokes:
         return []
     reference = max(strokes, key=lambda p: p.height * mean_contrast(p))

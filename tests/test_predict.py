@@ -297,6 +297,23 @@ class PreprocessTest(unittest.TestCase):
         cv2.ellipse(page, (400, 260), (45, 60), 0, 0, 360, (30, 30, 30), 8, cv2.LINE_AA)  # from line 200 to line 320
         self.assertEqual(read_number(self.model, digit_images(np.float32(page) / 255))[0], "0")
 
+    def test_a_filled_in_digit_beside_thin_ones_is_kept(self):
+        """A piece whose stroke is much wider than its neighbours' is a blob, unless it is as tall as they are and
+        encloses paper: a 0 filled in with a marker, its eye a slit. A blob as dark and with specks of paper in it,
+        but twice their height (a shadow's corner), is still dropped. And a 4-digit number of `photo_pages.py`'s pages
+        (other hands, seed 5), saved as JPEG, whose bold 0 was dropped beside thin digits ("316")."""
+        def page_with(blob_axes):
+            page = np.full((600, 800, 3), 235, np.uint8)
+            for x in (150, 270, 390):
+                cv2.line(page, (x, 240), (x, 360), (40, 40, 40), 4)  # three thin 1s, 120 pixels tall
+            cv2.ellipse(page, (540, 300), blob_axes, 0, 0, 360, (40, 40, 40), -1)
+            cv2.ellipse(page, (540, 300), (4, blob_axes[1] // 4), 0, 0, 360, (235, 235, 235), -1)  # its eye
+            return np.float32(page) / 255
+
+        self.assertEqual(len(digit_images(page_with((40, 60)))), 4)  # a 0 filled in, as tall as the 1s
+        self.assertEqual(len(digit_images(page_with((45, 130)))), 3)  # more than twice as tall: a blot
+        self.assertEqual(self.read_fixture("filled_in_zero_3160.jpg"), "3160")
+
     def test_a_speck_of_dirt_below_a_digit_is_not_part_of_it(self):
         """A round speck of dirt, alone on the paper just below a 1: joined to the 1, it made the 1 seem taller than
         it is, and the flat 0 beside it, under half that height, was left off the line of writing ("0447" on a desk
