@@ -392,11 +392,12 @@ def is_sheet_edge(piece, shape):
 
 
 def faint_digits(contrast, mask, desk, digits, reference, margin):
-    """Digits in a thin, faint pen beside the DIGITS found (Pieces) in a bold one, none of whose pixels reach the ink
-    MASK's threshold (an outline font's hairlines): pieces of a fainter ink mask that hold none of MASK's ink, lie
-    wholly in the line of writing (REFERENCE's rows and MARGIN), are nearly as tall as REFERENCE, stand clear of
-    every digit but within a digit's height of one, and are strokes of some contrast. A hairline's dashes are joined
-    first, and the two hairlines of one digit (sharing columns) are one digit. Boolean masks, left to right."""
+    """Digits in a thin, faint pen beside the DIGITS kept (Pieces) in a bold one: hairlines none of whose pixels reach
+    the ink MASK's threshold (an outline font's), or ink that does but was dropped as far fainter than the bold digits
+    (an outline's hairlines again). Pieces of a fainter ink mask that lie wholly in the line of writing (REFERENCE's
+    rows and MARGIN), are nearly as tall as REFERENCE, stand clear of every digit but within a digit's height of one,
+    and are strokes of some contrast. A hairline's dashes are joined first, and the two hairlines of one digit (sharing
+    columns) are one digit. Boolean masks, left to right."""
     faint = ink_mask(contrast, FAINT_INK)
     join = odd(max(3, round(0.05 * reference.height)))  # wider than the gaps between a hairline's dashes
     joined = cv2.dilate(np.uint8(faint), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))) > 0
@@ -407,8 +408,8 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
         region = np.isin(labels, piece.labels) & faint
         in_line = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin \
             and piece.height >= 0.75 * reference.height
-        if region[mask].any() or not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height:
-            continue  # ink found already, or off the line, or over a digit, or far from every one
+        if not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height:
+            continue  # off the line, or over a digit, or far from every one
         width = widest_stroke(piece, labels, stats, half_width)
         if contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
                 or piece.x1 - piece.x0 >= FLAT * piece.height \
@@ -463,10 +464,10 @@ def digit_regions(mask, contrast, desk):
             right.absorb(left)
     digits = [p for p in digits if p.labels]
     strongest = max(mean_contrast(p) for p in digits)
-    regions = [np.isin(labels, p.labels) for p in digits  # not shadows: as dark as the others
-               if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]
-    if not regions:
+    digits = [p for p in digits if mean_contrast(p) >= max(MIN_CONTRAST, 0.4 * strongest)]  # not shadows
+    if not digits:
         return []
+    regions = [np.isin(labels, p.labels) for p in digits]
     regions += faint_digits(contrast, mask, desk, digits, reference, margin)
     return sorted(regions, key=lambda region: np.nonzero(region.any(axis=0))[0][0])
 

@@ -433,8 +433,11 @@ class PreprocessTest(unittest.TestCase):
     def test_a_faint_outlined_digit_beside_bold_ones_is_found(self):
         """"4922" in other hands (a page of `photo_pages.py --seed 3`, saved as JPEG): the last 2 is in femkeklaver's
         outline, two broken hairlines whose contrast, all of it, is under the ink mask's threshold, which the bold 2
-        beside it sets. It was lost ("492"); the fainter mask looked at beside the digits finds it."""
+        beside it sets. It was lost ("492"); the fainter mask looked at beside the digits finds it. And "8573" (seed 4):
+        the outline 7's hairlines do reach the threshold, but their mean contrast, 0.15, is under 0.4 of the bold 8's,
+        so the 7 was dropped as a shadow ("853"); the fainter mask now looks at what was dropped too."""
         self.assertEqual(self.read_fixture("faint_outline_4922.jpg"), "4922")
+        self.assertEqual(self.read_fixture("faint_outline_8573.jpg"), "8573")
 
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
