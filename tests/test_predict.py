@@ -299,9 +299,10 @@ class PreprocessTest(unittest.TestCase):
 
     def test_a_filled_in_digit_beside_thin_ones_is_kept(self):
         """A piece whose stroke is much wider than its neighbours' is a blob, unless it is as tall as they are and
-        encloses paper: a 0 filled in with a marker, its eye a slit. A blob as dark and with specks of paper in it,
-        but twice their height (a shadow's corner), is still dropped. And a 4-digit number of `photo_pages.py`'s pages
-        (other hands, seed 5), saved as JPEG, whose bold 0 was dropped beside thin digits ("316")."""
+        encloses paper: a 0 filled in with a marker, its eye a slit. A blob as dark, with a slit of paper in it too,
+        but more than twice their height (a shadow's block), is still dropped. And a 4-digit number of
+        `photo_pages.py`'s pages (other hands, seed 5), saved as JPEG, whose bold 0 was dropped beside thin digits
+        ("316")."""
         def page_with(blob_axes):
             page = np.full((600, 800, 3), 235, np.uint8)
             for x in (150, 270, 390):
