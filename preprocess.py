@@ -34,8 +34,9 @@ PAIR_WIDTH = 56  # columns of the picture of a piece that may be two digits: two
 TIGHT_CROP = 64  # pixels on the short side up to which an image is a crop around its digits (MNIST's 28x28), no page
 SHADOW_SHARE = 0.14  # of a digit's contrast that stays against paper following shadows: midway (geometric) between
 # the digits on the generated pages of NOTES.md (seeds 0-5: 0.176 and more) and the shadow wedges read there (0.113)
-FAINT_INK = 0.25  # of the ink mask's Otsu threshold: a fainter mask, looked at only beside the digits found, for a
-# digit in a thin, faint pen among bold ones, all of it under that threshold (an outline font's two hairlines)
+FAINT_INK = 0.25  # of the ink mask's Otsu threshold: a fainter mask, looked at only beside the digits kept, for a
+# digit in a thin, faint pen among bold ones (an outline font's two hairlines), under that threshold or dropped as
+# far fainter than the bold ones
 FAINT_CONTRAST = 0.07  # mean contrast of such a digit: the outline digits found on the pages of seeds 0-3 0.08-0.11,
 # the shadow and the squared lines beside a single digit that a looser rule took for one 0.05 and 0.06 (NOTES.md)
 STRAIGHT_CUT_ASPECT = 1.1  # from this width over height, straight cuts are offered too: where round digits overlap,
@@ -405,11 +406,11 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
     half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
     found = []
     for piece in pieces:
-        region = np.isin(labels, piece.labels) & faint
         in_line = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin \
             and piece.height >= 0.75 * reference.height
         if not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height:
             continue  # off the line, or over a digit, or far from every one
+        region = np.isin(labels, piece.labels) & faint  # a pass over the whole picture: only for pieces in the line
         width = widest_stroke(piece, labels, stats, half_width)
         if contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
                 or piece.x1 - piece.x0 >= FLAT * piece.height \
