@@ -89,8 +89,9 @@ def light_ink(rgb, desk):
     copy: a wider band of light or shade is ground), a minority: its strong departures are mostly darker or mostly
     lighter. (A global median is fooled by a shadow over half the page; and the DESK, a mask of a small copy, is
     painted over with the sheet nearest it first: else the sheet beside a dark desk would be lighter than its
-    surroundings, like chalk.) A ground darker than 0.3 is never paper, and one lighter than LIGHT_GROUND always
-    is: the vote is for the grounds between."""
+    surroundings, like chalk; and what lies within the median's reach of the desk has no vote: a sunlit corner of a
+    shaded sheet is lighter than the desk painted beside it, mostly with the shade.) A ground darker than 0.3 is
+    never paper, and one lighter than LIGHT_GROUND always is: the vote is for the grounds between."""
     grey = rgb.mean(axis=2)
     scale = min(1.0, 256 / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
@@ -100,9 +101,9 @@ def light_ink(rgb, desk):
         return True
     if ground > LIGHT_GROUND:  # paper; the vote below would take a sheet amid a desk it missed for chalk
         return False
-    small = paint_over(small, desk)
-    local = median(small, odd(min(small.shape) / 8))
-    departure = small - local
+    small, window = paint_over(small, desk), odd(min(small.shape) / 8)
+    voters = cv2.dilate(np.uint8(desk), np.ones((window, window), np.uint8)) == 0
+    departure = (small - median(small, window))[voters]
     spread = 1.4826 * np.median(np.abs(departure)) + 2 / 255  # noise, and a floor for clean images
     lighter, darker = departure[departure > 4 * spread].sum(), -departure[departure < -4 * spread].sum()
     return lighter > 2 * darker  # clearly: dark ink on light paper is the usual case, and a blank page's guess

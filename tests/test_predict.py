@@ -418,6 +418,20 @@ class PreprocessTest(unittest.TestCase):
                 self.assertGreater(contrast[120:160, 131:135].mean(), 0.8)
                 self.assertLess(np.percentile(contrast[50:250, 60:340], 90), 0.05)
 
+    def test_a_shaded_sheet_with_a_sunlit_corner_is_not_chalk(self):
+        """A blank sheet on a dark desk, mostly in shade, its sunlit corner against the desk (a blank page of
+        `photo_pages.py --seed 3` was read "7" so): the desk is painted over with the sheet nearest it, mostly the
+        shade, so the sunlit edge beside it stood out as lighter than its surroundings, outvoted the paper's noise,
+        inverted the page, and the sunlit corner was read as a digit. A dark 1 written there is still read."""
+        h, w = 300, 400
+        rows, cols = np.mgrid[:h, :w]
+        for softness in (10, 30):  # pixels over which the shadow's edge fades
+            with self.subTest(softness=softness):
+                rgb = np.full((h, w, 3), 0.2, np.float32)
+                light = 0.4 + 0.6 / (1 + np.exp((250 + 0.8 * rows - cols) / softness))  # sunlit to the right
+                rgb[30:270, 40:360] = 0.95 * light[30:270, 40:360, None]
+                self.assert_blank_until_a_1(rgb, (90, 190), (150, 157))
+
     def test_a_sunlit_band_is_not_chalk(self):
         """A sheet on a desk, mostly in shade, a band of sunlight across its top (a page of `photo_pages.py --seed
         1`, saved as JPEG): the vote over a quarter of the picture took the band for light ink, inverted the page and
