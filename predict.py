@@ -84,10 +84,11 @@ def read_pair(pair_model, pair):
     return [(digits[:, 0], pair[:, :PAIR_WIDTH // 2]), (digits[:, 1], pair[:, PAIR_WIDTH // 2:])], sureness
 
 
-def two_ones_from_a_one(read_as, halves):
-    """Are HALVES (of a piece the model READ_AS a digit) two 1s cut from a 1? A European 1's flag and foot, cut off
-    the stem, are no second 1."""
-    return read_as == 1 and len(halves) == 2 and all(int(p.argmax()) == 1 for p, _ in halves)
+def two_ones_from_one_digit(whole, halves):
+    """Are HALVES two 1s cut from one digit, one the digit model reads (WHOLE, its probabilities) at least
+    NO_ONE_DIGIT sure? A European 1's flag and foot cut off its stem, or a 4's two stems ("4" read "11"), are no two
+    1s; under even odds the digit model sees no one digit there ("11" written touching, read "1" 34% sure)."""
+    return float(whole.max()) >= NO_ONE_DIGIT and len(halves) == 2 and all(int(p.argmax()) == 1 for p, _ in halves)
 
 
 def digits_of(read_out):
@@ -113,10 +114,8 @@ def read_number(model, digits, pair_model=None):
             surer_than_the_whole = not halves or sureness > float(whole.max())  # MNIST's wide 4s: no "41"
             no_one_digit = halves and sureness >= NO_ONE_DIGIT > float(whole.max()) and digit.aspect >= WIDE_PAIR \
                 and digit.contrast >= FAINT  # a faint mark no model reads surely is a blank page's noise
-            # two 1s from a piece read surely as a 1 are a European 1's flag and foot; under even odds the digit
-            # model sees no one 1 there either ("11" written touching, read "1" 34% sure)
-            a_sure_one = two_ones_from_a_one(read_as, halves) and float(whole.max()) >= NO_ONE_DIGIT
-            if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) and not a_sure_one:
+            if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) \
+                    and not two_ones_from_one_digit(whole, halves):
                 return halves or best  # [] where it is sure of one digit
             if halves and sureness >= AGREED and float(whole.max()) < ONE_DIGIT:
                 pair_reads = digits_of(halves)
@@ -125,7 +124,7 @@ def read_number(model, digits, pair_model=None):
         agreed, agreed_sureness = None, AGREED
         for left, right in digit.cuts:
             halves = read(left) + read(right)
-            if two_ones_from_a_one(read_as, halves):
+            if two_ones_from_one_digit(whole, halves):
                 continue
             sureness = min(float(p.max()) for p, _ in halves)
             if sureness > best_sureness:
