@@ -539,9 +539,9 @@ class PreprocessTest(unittest.TestCase):
 
     def test_a_one_is_not_cut_into_two_ones(self):
         """A European 1's flag and foot, cut off its stem, read as a second 1 (a 1 read "11" on 2 of the 300 pages of
-        single digits in other hands, seeds 0-2): a piece read as a 1 is not cut into two 1s, but may be into others.
-        Nor is a piece read as another digit at least even odds sure: a 4's two stems (a page of `photo_pages.py
-        --seed 3`, a 4 in shadow, saved as JPEG, read "11" before)."""
+        single digits in other hands, seeds 0-2): a piece read at least even odds sure is not cut into two 1s, but
+        may be into others; nor when it is read as another digit: a 4's two stems (a page of `photo_pages.py --seed
+        3`, a 4 in shadow, saved as JPEG, read "11" before)."""
         one, other_one, seven, four = self.mnist_digits(2, 5, 0, 4)
         flagged_one = np.maximum(one, 0.2 * seven)  # read as a 1, 84% sure
         two_ones = [(Digit(other_one, 0.4), Digit(one, 0.4))]  # each 1 read sure
