@@ -114,8 +114,10 @@ def read_number(model, digits, pair_model=None):
             surer_than_the_whole = not halves or sureness > float(whole.max())  # MNIST's wide 4s: no "41"
             no_one_digit = halves and sureness >= NO_ONE_DIGIT > float(whole.max()) and digit.aspect >= WIDE_PAIR \
                 and digit.contrast >= FAINT  # a faint mark no model reads surely is a blank page's noise
-            if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) \
-                    and not two_ones_from_one_digit(whole, halves):
+            # but two 1s only where the digit model is unsure of the whole, or reads it as another digit: two 1s
+            # written close make a narrow piece that reads as a 4
+            a_sure_one = read_as == 1 and two_ones_from_one_digit(whole, halves)
+            if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) and not a_sure_one:
                 return halves or best  # [] where it is sure of one digit
             if halves and sureness >= AGREED and float(whole.max()) < ONE_DIGIT:
                 pair_reads = digits_of(halves)
