@@ -157,3 +157,14 @@ def with_outlined_digits(images, share, generator=None):
     outlined = images.clone()
     outlined[chosen] = (outline.squeeze(1) * 255).round().to(torch.uint8)
     return outlined
+
+
+def with_other_hands(images, labels, flag_ones=0.0, outlines=0.0, seed=0):
+    """IMAGES (uint8 N x 28 x 28) with a FLAG_ONES share of the 1s flagged and then an OUTLINES share of all digits
+    outlined, from SEED: the training split of a model that reads photos, whose writers are not MNIST's."""
+    if flag_ones:
+        images = with_flagged_ones(images, labels, flag_ones, torch.Generator().manual_seed(seed))
+    if outlines:
+        # a stream of its own: SEED's would draw the flags' uniforms again, and every 1 outlined would be a flagged one
+        images = with_outlined_digits(images, outlines, torch.Generator().manual_seed(seed + 1))
+    return images

@@ -31,8 +31,10 @@ def predict_images(model, images):
 
 # A piece wide enough to be two digits (preprocess.SPLIT_ASPECT) is read as the halves of its best cut when the model
 # is surer of each half than of the whole, and at least this sure: chosen on generated pages of touching pairs and
-# of single digits (NOTES.md); a sloppy single digit is seldom cut into two confident ones
-SURE_OF_A_HALF = 0.8
+# of single digits (NOTES.md); a sloppy single digit is seldom cut into two confident ones. 0.9 since the pair model
+# grew (pairs.PAIR_CHANNELS) and reads more pairs itself: at 0.8, 7 more of the pages of seeds 0-5 and 6 more of the
+# validation split's digits as pictures were misread (single digits cut in two), and no more pairs read right
+SURE_OF_A_HALF = 0.9
 # ...except a 0 narrower than this (width over height): cut down the middle, a 0 is two arcs read as "61" or "67";
 # but only one the model is this sure of: a piece read as a 0 less surely is often a 6 or a 1 touching a 0 ("60", "01")
 ROUND_ASPECT = 1.2

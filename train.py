@@ -18,8 +18,7 @@ from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
 from cuda_graph import CapturedEpoch, set_capturable
-from data import (DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float, with_flagged_ones,
-                  with_outlined_digits)
+from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float, with_other_hands
 from hardware import choose_precision, pick_device
 from model import ModelConfig, Net, count_parameters
 from resume import RESUMABLE, ResumeError, read_resume_state, restore_run, rng_states
@@ -197,11 +196,7 @@ def load_sets(data_dir, device, dry_run_batch_size=None, flag_ones=0.0, seed=0, 
     flagged and an OUTLINES share of the training digits outlined (with SEED); a few batches each for a dry run."""
     train_images, train_labels, test_images, test_labels = load_mnist(data_dir)
     (train_images, train_labels), (val_images, val_labels) = split_train_val(train_images, train_labels)
-    if flag_ones:
-        train_images = with_flagged_ones(train_images, train_labels, flag_ones, torch.Generator().manual_seed(seed))
-    if outlines:
-        # a stream of its own: SEED's would draw the flags' uniforms again, and every 1 outlined would be a flagged one
-        train_images = with_outlined_digits(train_images, outlines, torch.Generator().manual_seed(seed + 1))
+    train_images = with_other_hands(train_images, train_labels, flag_ones, outlines, seed)
     sets = {"train": (train_images, train_labels), "val": (val_images, val_labels), "test": (test_images, test_labels)}
     if dry_run_batch_size:
         sizes = {"train": DRY_RUN_BATCHES * dry_run_batch_size, "val": DRY_RUN_BATCHES * EVAL_BATCH_SIZE,

@@ -10,7 +10,7 @@ import repo  # noqa: F401 - first: it puts the repository on the path
 import torch
 
 from data import (DATA_DIR, DataError, IDX_SHA256, load_mnist, random_affine, raw_folder, split_train_val,
-                  with_flagged_ones, with_outlined_digits)
+                  with_flagged_ones, with_other_hands, with_outlined_digits)
 
 REPO_RAW = raw_folder(DATA_DIR)
 
@@ -181,6 +181,20 @@ class OutlinedDigitsTest(unittest.TestCase):
         self.assertTrue(torch.equal(self.outlined(0.5, seed=3), self.outlined(0.5, seed=3)))
         self.assertFalse(torch.equal(self.outlined(0.5, seed=3), self.outlined(0.5, seed=4)))
 
+
+
+class OtherHandsTest(unittest.TestCase):
+    def test_ones_are_flagged_then_digits_outlined_each_from_its_own_stream(self):
+        """train.py and pairs.py draw their training digits this way: the flags from SEED, the outlines from SEED + 1
+        (from SEED too, every 1 outlined would be one of the flagged ones)."""
+        images = torch.zeros(40, 28, 28, dtype=torch.uint8)
+        images[:, 4:24, 12:15] = 255
+        labels = torch.tensor([1, 7] * 20)
+        flagged = with_flagged_ones(images, labels, 0.6, torch.Generator().manual_seed(5))
+        both = with_outlined_digits(flagged, 0.3, torch.Generator().manual_seed(6))
+        self.assertTrue(torch.equal(with_other_hands(images, labels, 0.6, 0.3, seed=5), both))
+        self.assertTrue(torch.equal(with_other_hands(images, labels, 0.6, 0.0, seed=5), flagged))
+        self.assertTrue(torch.equal(with_other_hands(images, labels), images))
 
 if __name__ == "__main__":
     unittest.main()

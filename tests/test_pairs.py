@@ -45,14 +45,14 @@ class PairModelTest(unittest.TestCase):
         self.assertEqual(tuple(logits.shape), (3, pairs.NOT_A_PAIR + 1, 2))
 
     def test_the_shipped_checkpoint_reads_pairs_and_single_digits(self):
-        """Pictures made from the official test set, which training never saw: when it was trained, 95.7% of pairs
-        and 98.8% of single digits were read right."""
+        """Pictures made from the official test set, which training never saw: when it was trained, 96.6% of pairs
+        and 99.3% of single digits were read right (95.7% and 98.8% at model.py's widths, without other hands)."""
         model, _ = load_model(pairs.DEFAULT_PAIR_CHECKPOINT, net=pairs.PairNet)
         _, _, images, labels = load_mnist()
         pairs_right, singles_right = pairs.pair_scores(
             model, *pairs.pair_set(images, labels, 3000, np.random.default_rng(2)))
-        self.assertGreaterEqual(pairs_right, 92.0)
-        self.assertGreaterEqual(singles_right, 97.5)
+        self.assertGreaterEqual(pairs_right, 94.0)
+        self.assertGreaterEqual(singles_right, 98.0)
 
     def test_a_dry_run_writes_a_checkpoint_the_reader_loads(self):
         with tempfile.TemporaryDirectory() as tmp:
