@@ -26,7 +26,7 @@ from preprocess import PAIR_WIDTH, mnist_style
 
 NOT_A_PAIR = 10  # the class of both halves of a single digit
 # twice model.py's widths (68,022 parameters): at model.py's own, the pair model was less sure of the pairs on the
-# README's pages, and the rules read 9 fewer of them right (NOTES.md)
+# README's pages, and 9 fewer of the 400 touching pairs of seeds 0-3 were read right (12 with other hands; NOTES.md)
 PAIR_CHANNELS = (32, 32, 64, 64)
 DEFAULT_PAIR_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "pairs.pt"
 
