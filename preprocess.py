@@ -149,13 +149,18 @@ def darker_than(rgb, paper):
     return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=-1), 0, 1)
 
 
+def small_copy(rgb):
+    """RGB with its long side THUMB_SIZE (or less, never enlarged): where the paper's brightness is estimated."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, THUMB_SIZE / max(h, w))
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def as_dark_ink(rgb):
     """(RGB as dark ink on light paper, a small copy of it with the desk painted over by the sheet, the desk on that
     copy). What lies beyond the sheet (a desk along the picture's border) is not paper: painted over with the sheet
     nearest it, it does not darken the paper's estimate. Light ink on a dark ground is inverted."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, THUMB_SIZE / max(h, w))
-    thumb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    thumb = small_copy(rgb)
     desk = beyond_the_sheet(thumb)
     if light_ink(rgb, desk):
         rgb, thumb, desk = 1 - rgb, 1 - thumb, np.zeros_like(desk)
@@ -398,31 +403,34 @@ def faint_digits(contrast, mask, desk, digits, reference, margin):
     the ink MASK's threshold (an outline font's), or ink that does but was dropped as far fainter than the bold digits
     (an outline's hairlines again). Pieces of a fainter ink mask that lie wholly in the line of writing (REFERENCE's
     rows and MARGIN), are nearly as tall as REFERENCE, stand clear of every digit but within a digit's height of one,
-    and are strokes of some contrast. A hairline's dashes are joined first, and the two hairlines of one digit (sharing
-    columns) are one digit. Boolean masks, left to right."""
+    and are strokes of some contrast. A hairline's dashes are joined first, and the pieces of one digit (sharing
+    columns: its two hairlines, or the stretches of a broken one) are one digit before its height is measured.
+    Boolean masks, left to right."""
     faint = ink_mask(contrast, FAINT_INK)
     join = odd(max(3, round(0.05 * reference.height)))  # wider than the gaps between a hairline's dashes
     joined = cv2.dilate(np.uint8(faint), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))) > 0
     labels, stats, pieces = pieces_by_column(joined, desk)
     half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
+    beside = []  # in the line's rows, clear of every digit but near one; those that share columns are one digit's
+    for piece in pieces:  # (the broken hairline of an outlined 6: its stem, its bowl and its foot apart)
+        in_rows = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin
+        if in_rows and 0 < min(piece.gap(d) for d in digits) <= reference.height:
+            if beside and beside[-1].gap(piece) < 0:
+                beside[-1].absorb(piece)
+            else:
+                beside.append(piece)
     found = []
-    for piece in pieces:
-        in_line = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin \
-            and piece.height >= 0.75 * reference.height
-        if not in_line or not 0 < min(piece.gap(d) for d in digits) <= reference.height:
-            continue  # off the line, or over a digit, or far from every one
+    for piece in beside:
+        if piece.height < 0.75 * reference.height:
+            continue  # shorter than a digit of the line
         region = np.isin(labels, piece.labels) & faint  # a pass over the whole picture: only for pieces in the line
         width = widest_stroke(piece, labels, stats, half_width)
         if contrast[region].mean() < FAINT_CONTRAST or is_sheet_edge(piece, mask.shape) \
                 or piece.x1 - piece.x0 >= FLAT * piece.height \
                 or not is_stroke(piece, width, stats, MIN_DIGIT_HEIGHT * min(mask.shape)):
             continue  # too faint, or not a pen's strokes: a shadow's band, a page's edge, a line's stretch
-        if found and found[-1][0].gap(piece) < 0:  # the other hairline of the same outlined digit
-            found[-1][0].absorb(piece)
-            found[-1][1] |= region
-        else:
-            found.append([piece, region])
-    return [region for _, region in found]
+        found.append(region)
+    return found
 
 
 def has_a_loop(piece, labels):
@@ -583,11 +591,50 @@ def without_shadow_corners(regions, contrast, rgb, thumb):
     return [r for r in regions if darker_than(rgb[r], shadowed[r]).mean() >= SHADOW_SHARE * contrast[r].mean()]
 
 
-def digit_images(rgb):
-    """The digits of an RGB image, left to right, as Digits; ImageError if there is none."""
-    rgb, thumb, small_desk = as_dark_ink(rgb)
+def regions_and_contrast(rgb, thumb, small_desk):
+    """(The digits' regions of RGB, as from digit_regions, shadows' corners left out; the contrast; the desk at
+    RGB's size), given the small copy THUMB and the desk on it, SMALL_DESK, as from as_dark_ink."""
     contrast, desk = sheet_contrast(rgb, thumb, small_desk)
     regions = without_shadow_corners(digit_regions(ink_mask(contrast), contrast, desk), contrast, rgb, thumb)
+    return regions, contrast, desk
+
+
+def covers_a_side(desk):
+    """Does the DESK (a mask) run along a whole side of the picture, as beyond a sheet's edge, which crosses it?"""
+    return bool(desk[:, 0].all() or desk[0].all() or desk[:, -1].all() or desk[-1].all())
+
+
+def runs_on_into(found, regions, desk):
+    """Do the regions FOUND as if there were no desk hold each of REGIONS, and more, and are those more mostly on the
+    DESK and each within a digit's height of another region found: the line of writing runs on into what was taken
+    for desk?"""
+    def covers(a, b):
+        return (a & b).sum() >= 0.5 * b.sum()
+
+    def columns_and_height(region):
+        cols, rows = np.nonzero(region.any(axis=0))[0], np.nonzero(region.any(axis=1))[0]
+        return cols[0], cols[-1] + 1, rows[-1] + 1 - rows[0]
+
+    def beside_another(f):
+        x0, x1, height = columns_and_height(f)
+        return any(max(x0 - other[1], other[0] - x1) <= height
+                   for other in map(columns_and_height, (g for g in found if g is not f)))
+    more = [f for f in found if not any(covers(f, r) for r in regions)]
+    return len(found) > len(regions) and all(any(covers(f, r) for f in found) for r in regions) \
+        and all(covers(desk, f) and beside_another(f) for f in more)
+
+
+def digit_images(rgb):
+    """The digits of an RGB image, left to right, as Digits; ImageError if there is none. A desk that covers no
+    whole side of the picture may be a shadow's corner: where the digits found as if there were none are those
+    found with it and more, on it and beside the others, they are the digits (the desk took the end of a line of
+    writing: NOTES.md)."""
+    rgb, thumb, small_desk = as_dark_ink(rgb)
+    regions, contrast, desk = regions_and_contrast(rgb, thumb, small_desk)
+    if regions and desk.any() and not covers_a_side(small_desk):
+        found, contrast_found, _ = regions_and_contrast(rgb, small_copy(rgb), np.zeros_like(small_desk))
+        if runs_on_into(found, regions, desk):
+            regions, contrast = found, contrast_found
     if not regions:
         raise ImageError("no digit found (no ink stands out from the paper)")
     return [as_digit(region, contrast) for region in regions]

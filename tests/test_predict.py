@@ -445,6 +445,23 @@ class PreprocessTest(unittest.TestCase):
         ("no digit found"). The median of the closing keeps a sheet's edge and drops the blobs."""
         self.assertEqual(self.read_fixture("light_falling_off_7182.jpg"), "7182")
 
+    def test_a_shadows_corner_taken_for_desk_keeps_the_digits_on_it(self):
+        """A shadow's corner against the picture's border is darker than the paper beside it and its edge is sharp,
+        so it passed for a desk and took the digits written on it: "3293" was read "329", "0530" "05" and "2160"
+        "216" (pages of `photo_pages.py --seed 3` and `--seed 4`, saved as JPEG). It covers no whole side of the
+        picture, as a desk beyond a sheet's edge does, and the digits found as if there were no desk are those found
+        with it and more, on it: the line of writing runs on into it."""
+        for name, number in ("shadow_corner_3293.jpg", "3293"), ("shadow_corner_0530.jpg", "0530"), \
+                            ("shadow_corner_2160.jpg", "2160"):
+            with self.subTest(name):
+                self.assertEqual(self.read_fixture(name), number)
+
+    def test_a_desk_along_whole_sides_is_not_looked_at_again(self):
+        """A sheet on a blue desk that shows along the whole left and bottom sides (a page of `photo_pages.py --seed
+        0`, saved as JPEG): looked at as if there were no desk, a piece of the desk beside the sheet's edge was read as
+        a 1 ("14"). A desk that covers a whole side stays desk."""
+        self.assertEqual(self.read_fixture("desk_on_two_sides_4.jpg"), "4")
+
     def test_a_faint_outlined_digit_beside_bold_ones_is_found(self):
         """"4922" in other hands (a page of `photo_pages.py --seed 3`, saved as JPEG): the last 2 is in femkeklaver's
         outline, two broken hairlines whose contrast, all of it, is under the ink mask's threshold, which the bold 2
@@ -453,6 +470,12 @@ class PreprocessTest(unittest.TestCase):
         so the 7 was dropped as a shadow ("853"); the fainter mask now looks at what was dropped too."""
         self.assertEqual(self.read_fixture("faint_outline_4922.jpg"), "4922")
         self.assertEqual(self.read_fixture("faint_outline_8573.jpg"), "8573")
+
+    def test_a_broken_outline_digit_is_one_digit(self):
+        """"9467" in other hands (a page of `photo_pages.py --seed 1`, saved as JPEG): the outlined 6's hairline is
+        broken into its stem, its bowl and its foot, none nearly as tall as the 9 beside it, so each was dropped
+        ("947"). Pieces that share columns are one digit before its height is measured."""
+        self.assertEqual(self.read_fixture("faint_outline_9467.jpg"), "9467")
 
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
