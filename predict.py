@@ -56,11 +56,6 @@ PAIR_SURE = 0.95
 # none lost, MNIST's validation digits as pictures unchanged (NOTES.md)
 AGREED = 0.7
 ONE_DIGIT = 0.9
-# ...and where the digit model is at least ONE_DIGIT sure of the whole, the agreement stands only with a cut read at
-# least CUT_SURE sure: three readers against one ("44" read "4" 99% sure by the digit model, "44" by the pair model
-# and by a cut 97% sure). Chosen on seeds 0-5 (+4 touching pairs, none lost) and the validation digits as pictures
-# (none more read as two; at 0.9, 4 more: wide 5s and 2s read "55" and "22"); seeds 6-9 unchanged (NOTES.md)
-CUT_SURE = 0.95
 # ...and where the digit model is under NO_ONE_DIGIT sure of the whole, it sees no one digit there: the pair model's
 # two digits stand when it is at least as sure of each, in a piece at least WIDE_PAIR as wide as tall and not faint
 # (FAINT, below). Chosen on the touching pairs of seeds 0-1 (+2 of 200) and on the validation split's digits as
@@ -106,17 +101,16 @@ def digits_of(read_out):
 def read_number(model, digits, pair_model=None):
     """(the number, each digit's probabilities, the 28x28 images read) for the Digits preprocess found. A piece wide
     enough to be two touching digits is read as two where PAIR_MODEL (pairs.PairNet, if given) is sure it is, where
-    it and a cut agree (AGREED; a cut CUT_SURE sure where the digit model is sure of the whole), or where the digit
-    model sees no one digit in it (NO_ONE_DIGIT), and otherwise by its best cut, when the model is surer of each half
-    than of the whole. ImageError where every mark is faint and unsure (FAINT, UNSURE)."""
+    it and a cut agree (AGREED), or where the digit model sees no one digit in it (NO_ONE_DIGIT), and otherwise by its
+    best cut, when the model is surer of each half than of the whole. ImageError where every mark is faint and unsure
+    (FAINT, UNSURE)."""
     def read(digit, widest_other=0.0):
         (whole,) = predict_images(model, [digit.image])
         best, best_sureness = [(whole, digit.image)], max(float(whole.max()), SURE_OF_A_HALF)
         read_as = int(whole.argmax())
         if digit.aspect < AS_WIDE_AS_TWO * widest_other:
             return best
-        pair_reads, agree_at = None, AGREED  # the two digits the pair model reads, where a cut reading them may
-        # stand, and how sure that cut must be
+        pair_reads = None  # the two digits the pair model reads, where a cut reading them may stand
         if pair_model is not None and digit.pair is not None:
             halves, sureness = read_pair(pair_model, digit.pair)
             surer_than_the_whole = not halves or sureness > float(whole.max())  # MNIST's wide 4s: no "41"
@@ -127,12 +121,11 @@ def read_number(model, digits, pair_model=None):
             a_sure_one = read_as == 1 and two_ones_from_one_digit(whole, halves)
             if (sureness >= PAIR_SURE and surer_than_the_whole or no_one_digit) and not a_sure_one:
                 return halves or best  # [] where it is sure of one digit
-            if halves and sureness >= AGREED:
+            if halves and sureness >= AGREED and float(whole.max()) < ONE_DIGIT:
                 pair_reads = digits_of(halves)
-                agree_at = AGREED if float(whole.max()) < ONE_DIGIT else CUT_SURE
         if digit.aspect < ROUND_ASPECT and read_as == 0 and float(whole.max()) >= ROUND_SURE:
             return best
-        agreed, agreed_sureness = None, agree_at
+        agreed, agreed_sureness = None, AGREED
         for left, right in digit.cuts:
             halves = read(left) + read(right)
             if two_ones_from_one_digit(whole, halves):
