@@ -611,17 +611,17 @@ def runs_on_into(found, regions, desk):
     def covers(a, b):
         return (a & b).sum() >= 0.5 * b.sum()
 
-    def columns_and_height(region):
+    def box(region):  # (first column, last column + 1, height)
         cols, rows = np.nonzero(region.any(axis=0))[0], np.nonzero(region.any(axis=1))[0]
         return cols[0], cols[-1] + 1, rows[-1] + 1 - rows[0]
 
-    def beside_another(f):
-        x0, x1, height = columns_and_height(f)
-        return any(max(x0 - other[1], other[0] - x1) <= height
-                   for other in map(columns_and_height, (g for g in found if g is not f)))
-    more = [f for f in found if not any(covers(f, r) for r in regions)]
+    boxes = [box(f) for f in found]
+    beside_another = [any(max(x0 - x1_other, x0_other - x1) <= height
+                          for j, (x0_other, x1_other, _) in enumerate(boxes) if j != i)
+                      for i, (x0, x1, height) in enumerate(boxes)]
+    more = [i for i, f in enumerate(found) if not any(covers(f, r) for r in regions)]
     return len(found) > len(regions) and all(any(covers(f, r) for f in found) for r in regions) \
-        and all(covers(desk, f) and beside_another(f) for f in more)
+        and all(covers(desk, found[i]) and beside_another[i] for i in more)
 
 
 def digit_images(rgb):

@@ -182,7 +182,6 @@ class OutlinedDigitsTest(unittest.TestCase):
         self.assertFalse(torch.equal(self.outlined(0.5, seed=3), self.outlined(0.5, seed=4)))
 
 
-
 class OtherHandsTest(unittest.TestCase):
     def test_ones_are_flagged_then_digits_outlined_each_from_its_own_stream(self):
         """train.py and pairs.py draw their training digits this way: the flags from SEED, the outlines from SEED + 1
@@ -195,6 +194,7 @@ class OtherHandsTest(unittest.TestCase):
         self.assertTrue(torch.equal(with_other_hands(images, labels, 0.6, 0.3, seed=5), both))
         self.assertTrue(torch.equal(with_other_hands(images, labels, 0.6, 0.0, seed=5), flagged))
         self.assertTrue(torch.equal(with_other_hands(images, labels), images))
+
 
 if __name__ == "__main__":
     unittest.main()
