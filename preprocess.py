@@ -398,23 +398,25 @@ def is_sheet_edge(piece, shape):
     return upright or lying or sliver
 
 
-def faint_digits(contrast, mask, desk, digits, reference, margin):
-    """Digits in a thin, faint pen beside the DIGITS kept (Pieces) in a bold one: hairlines none of whose pixels reach
-    the ink MASK's threshold (an outline font's), or ink that does but was dropped as far fainter than the bold digits
-    (an outline's hairlines again). Pieces of a fainter ink mask that lie wholly in the line of writing (REFERENCE's
-    rows and MARGIN), are nearly as tall as REFERENCE, stand clear of every digit but within a digit's height of one,
-    and are strokes of some contrast. A hairline's dashes are joined first, and the pieces of one digit (sharing
-    columns: its two hairlines, or the stretches of a broken one) are one digit before its height is measured.
-    Boolean masks, left to right."""
-    faint = ink_mask(contrast, FAINT_INK)
+def faint_digits(contrast, mask, desk, digits, bold, reference, margin):
+    """Digits in a thin, faint pen beside the DIGITS kept (Pieces; BOLD, their pixels) in a bold one: hairlines none
+    of whose pixels reach the ink MASK's threshold (an outline font's), or ink that does but was dropped as far
+    fainter than the bold digits (an outline's hairlines again). Pieces of a fainter ink mask, less the bold digits
+    and their soft edges, that lie wholly in the line of writing (REFERENCE's rows and MARGIN), are nearly as tall as
+    REFERENCE, lie mostly clear of every digit's columns but within a digit's height of one, and are strokes of some
+    contrast. A hairline's dashes are joined first, and the pieces of one digit (sharing columns: its two hairlines,
+    or the stretches of a broken one) are one digit before its height is measured. Boolean masks, left to right."""
     join = odd(max(3, round(0.05 * reference.height)))  # wider than the gaps between a hairline's dashes
-    joined = cv2.dilate(np.uint8(faint), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))) > 0
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (join, join))
+    faint = ink_mask(contrast, FAINT_INK) & ~bold
+    apart = faint & ~(cv2.dilate(np.uint8(bold), disc) > 0)  # a faint digit touching a bold one joins its soft edge
+    joined = cv2.dilate(np.uint8(apart), disc) > 0  # ...and, joined, reaches back to the bold digit, not into it
     labels, stats, pieces = pieces_by_column(joined, desk)
     half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
-    beside = []  # in the line's rows, clear of every digit but near one; those that share columns are one digit's
+    beside = []  # in the line's rows, mostly clear of every digit but near one; those sharing columns are one digit's
     for piece in pieces:  # (the broken hairline of an outlined 6: its stem, its bowl and its foot apart)
         in_rows = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin
-        if in_rows and 0 < min(piece.gap(d) for d in digits) <= reference.height:
+        if in_rows and -0.5 * (piece.x1 - piece.x0) < min(piece.gap(d) for d in digits) <= reference.height:
             if beside and beside[-1].gap(piece) < 0:
                 beside[-1].absorb(piece)
             else:
@@ -478,7 +480,7 @@ def digit_regions(mask, contrast, desk):
     if not digits:
         return []
     regions = [np.isin(labels, p.labels) for p in digits]
-    regions += faint_digits(contrast, mask, desk, digits, reference, margin)
+    regions += faint_digits(contrast, mask, desk, digits, np.any(regions, axis=0), reference, margin)
     return sorted(regions, key=lambda region: np.nonzero(region.any(axis=0))[0][0])
 
 

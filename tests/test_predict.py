@@ -477,6 +477,14 @@ class PreprocessTest(unittest.TestCase):
         ("947"). Pieces that share columns are one digit before its height is measured."""
         self.assertEqual(self.read_fixture("faint_outline_9467.jpg"), "9467")
 
+    def test_a_faint_outlined_digit_touching_a_bold_one_is_found(self):
+        """"10" and "14" written touching, in other hands (pages of `photo_pages.py --seed 2`, saved as JPEG): the
+        outlined 1's hairlines are under the ink mask's threshold, and in the fainter mask they join the bold digit's
+        soft edge, so the 1 stood clear of no digit and was lost ("0", "4"). The fainter mask is looked at with the
+        bold digits and their soft edges taken out."""
+        self.assertEqual(self.read_fixture("faint_outline_touching_10.jpg"), "10")
+        self.assertEqual(self.read_fixture("faint_outline_touching_14.jpg"), "14")
+
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
         cut along a path that crosses least ink, or straight down where it is wider, when the model is surer of the
