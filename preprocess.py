@@ -444,7 +444,7 @@ def has_a_loop(piece, labels):
 
 def digit_regions(mask, contrast, desk):
     """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit, and of the
-    faint digits beside them (faint_digits). Touching digits stay one region."""
+    faint digits beside them (faint_digits; not in a crop around its digit). Touching digits stay one region."""
     labels, stats, pieces = pieces_by_column(mask, desk)
     half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
     widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
@@ -480,7 +480,9 @@ def digit_regions(mask, contrast, desk):
     if not digits:
         return []
     regions = [np.isin(labels, p.labels) for p in digits]
-    regions += faint_digits(contrast, mask, desk, digits, np.any(regions, axis=0), reference, margin)
+    if min(mask.shape) > TIGHT_CROP:  # a crop around its digit has no line of writing, and the faint dashes that a
+        # scanner left beside some of MNIST's digits are no digit (they were read as a 1: "9" read "91")
+        regions += faint_digits(contrast, mask, desk, digits, np.any(regions, axis=0), reference, margin)
     return sorted(regions, key=lambda region: np.nonzero(region.any(axis=0))[0][0])
 
 
