@@ -251,6 +251,23 @@ def ink_mask(contrast, share=1.0):
     return np.isin(labels, np.unique(labels[strong & weak]))  # hysteresis: faint stretches of a stroke stay joined
 
 
+def line_thickness(mask, start, end, reach):
+    """The MASK's ink across the segment from START to END (x, y), in pixels: the median, along the segment, of the
+    ink within REACH across it. Strokes that cross a line do so along a small part of it; a "line" found within a
+    shadow's solid band has ink all across it along most of its length."""
+    (x1, y1), (x2, y2) = start, end
+    length = max(1.0, float(np.hypot(x2 - x1, y2 - y1)))
+    along = np.linspace(0, 1, max(2, int(length)))[:, None]
+    across = np.arange(-(reach // 2), reach // 2 + 1)[None, :]
+    normal = np.array([y1 - y2, x2 - x1]) / length
+    xs = np.round(x1 + along * (x2 - x1) + across * normal[0]).astype(int)
+    ys = np.round(y1 + along * (y2 - y1) + across * normal[1]).astype(int)
+    inside = (xs >= 0) & (xs < mask.shape[1]) & (ys >= 0) & (ys < mask.shape[0])
+    ink = np.zeros(xs.shape, bool)
+    ink[inside] = mask[ys[inside], xs[inside]] > 0
+    return float(np.median(ink.sum(axis=1)))
+
+
 def remove_ruled_lines(mask):
     """Erase long straight lines thinner than a pen stroke (ruled or squared paper, page edges), each across the
     whole picture. Where a digit's stroke crosses a line, the stroke is kept: across the line, only ink thicker than
@@ -267,9 +284,7 @@ def remove_ruled_lines(mask):
     keep = binary.copy()
     for x1, y1, x2, y2 in lines.reshape(-1, 4).astype(int):  # (N, 1, 4) in OpenCV 4, (N, 4) in 5
         length = max(1.0, float(np.hypot(x2 - x1, y2 - y1)))
-        near = np.zeros_like(binary)
-        cv2.line(near, (x1, y1), (x2, y2), 255, thickness=odd(max_thickness))
-        thickness = np.count_nonzero(binary & near) / length  # an overestimate where strokes cross it
+        thickness = line_thickness(mask, (x1, y1), (x2, y2), 3 * max_thickness)  # a band's fills all 3: no line
         if thickness > max_thickness:
             continue
         band_width = odd(thickness + 4)  # the line and 2 pixels each side

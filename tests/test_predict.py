@@ -22,7 +22,8 @@ import photo_pages
 from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page, stroke_digit
 import predict
 from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_number
-from preprocess import Digit, ImageError, as_dark_ink, digit_images, read_digits, read_rgb, seams, sheet_contrast
+from preprocess import (Digit, ImageError, as_dark_ink, digit_images, line_thickness, read_digits, read_rgb, seams,
+                        sheet_contrast)
 
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
 FIXTURES = Path(__file__).resolve().parent  # photo-like pages saved as JPEG, each a case that once went wrong
@@ -296,6 +297,24 @@ class PreprocessTest(unittest.TestCase):
             cv2.line(page, (0, y), (799, y), (150, 180, 200), 2)  # blue lines, 2 pixels wide
         cv2.ellipse(page, (400, 260), (45, 60), 0, 0, 360, (30, 30, 30), 8, cv2.LINE_AA)  # from line 200 to line 320
         self.assertEqual(read_number(self.model, digit_images(np.float32(page) / 255))[0], "0")
+
+    def test_a_lines_width_is_measured_where_nothing_crosses_it(self):
+        """A ruled line is erased with a band as wide as the line: its width is the median, along it, of the ink
+        across it. The mean, as before, grew with every stroke crossing it and with a shadow's solid band it ran
+        through (a "line" found within the band was drawn on across the picture and erased the bases of two bold 2s
+        beside it)."""
+        mask = np.zeros((300, 600), bool)
+        mask[148:151] = True  # a line 3 pixels wide
+        mask[100:200, 280:300] = True  # a stroke 20 pixels wide crossing it
+        self.assertEqual(line_thickness(mask, (0, 149), (599, 149), 31), 3)
+        mask[120:300, :400] = True  # a shadow's band over two thirds of it
+        self.assertEqual(line_thickness(mask, (0, 149), (599, 149), 31), 31)  # ink all across: no line
+
+    def test_a_bar_along_a_squared_line_is_kept(self):
+        """"3487" in other hands (a page of `photo_pages.py --seed 1`, saved as JPEG): the 4's thin bar lies along a
+        squared line, and was erased with it while the line's width was measured as a mean over its length, which
+        the four digits crossing it inflated ("3787")."""
+        self.assertEqual(self.read_fixture("bar_on_a_line_3487.jpg"), "3487")
 
     def test_a_filled_in_digit_beside_thin_ones_is_kept(self):
         """A piece whose stroke is much wider than its neighbours' is a blob, unless it is as tall as they are and
