@@ -69,7 +69,7 @@ class PreprocessTest(unittest.TestCase):
     def setUpClass(cls):
         cls.model, _ = load_model(DEFAULT_CHECKPOINT)
         cls.pair_model, _ = load_model(DEFAULT_PAIR_CHECKPOINT, net=PairNet)
-        _, _, cls.images, cls.labels = load_mnist()
+        cls.train_images, cls.train_labels, cls.images, cls.labels = load_mnist()
         cls.digits, cls.sample_labels = cls.images[list(SAMPLE)].numpy(), cls.labels[list(SAMPLE)].tolist()
 
     def mnist_digits(self, *indices):
@@ -508,9 +508,8 @@ class PreprocessTest(unittest.TestCase):
         """Six of MNIST's training digits (a 9, a 7, two 9s, two 1s) have the faint dashed line a scanner left beside
         them. A crop around its digit is not searched for faint digits beside it: once that search took the bold
         digits out of its mask, the dashes stood apart and were read as a 1 ("91", "71", "11")."""
-        images, labels, _, _ = load_mnist()
         for i in 28927, 42061, 59214, 3227, 48119, 27639:
-            self.assertEqual(self.read(Image.fromarray(images[i].numpy())), str(int(labels[i])))
+            self.assertEqual(self.read(Image.fromarray(self.train_images[i].numpy())), str(int(self.train_labels[i])))
 
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
