@@ -1,7 +1,7 @@
 """Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
 what MNIST looks like (preprocess.py), then classified. Two digits that touch are read as a pair by a second model
 (pairs.py) where it is sure or the digit model is unsure of the whole, and otherwise as the halves of a cut where
-the model is surer of them than of the whole (90-96% of pairs on the README's pages); three that touch are read as
+the model is surer of them than of the whole (91-97% of pairs on the README's pages); three that touch are read as
 fewer."""
 import argparse
 import json
@@ -60,7 +60,8 @@ ONE_DIGIT = 0.9
 # readers are SURE_AGREED sure: two digits written touching are read as a 4 96-100% sure ("44", "64", "41": two
 # strokes and a bar), and the pair model and a cut read them right. Not for other digits: MNIST's wide 2s, 5s and 6s
 # are read "22", "55" and "60" by both readers 92-97% sure. Measured on the pages of seeds 0-9 (+3 pairs), the
-# held-out fonts and MNIST's digits as pictures (no change), then checked on seeds 10-11 (NOTES.md)
+# held-out fonts and MNIST's validation and training digits as pictures (no change), then checked on seeds 10-11 (+2
+# pairs) and MNIST's test digits (a 4 read "41"; NOTES.md)
 SURE_AGREED = 0.9
 # ...and where the digit model is under NO_ONE_DIGIT sure of the whole, it sees no one digit there: the pair model's
 # two digits stand when it is at least as sure of each, in a piece at least WIDE_PAIR as wide as tall and not faint
