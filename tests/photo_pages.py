@@ -2,6 +2,7 @@
 blur, JPEG, and strips of several digits. test_predict.py uses them; run this file to measure predict.py on them:
 
     python tests/photo_pages.py                              # 50 pages per condition, 50 4-digit numbers
+    python tests/photo_pages.py --seed 0 1 2 3               # the same kinds on four seeds' pages, summed
     python tests/photo_pages.py --picture docs/photos.png    # the README's picture
 """
 import argparse
@@ -359,29 +360,41 @@ def picture(path, seed):
     print(f"wrote {path}")
 
 
-def measure(count, seed, failures=None, only="", fonts=None):
-    """Print, per kind of page, how many were read right (a blank page: reported as blank), and how many pages
-    with a digit were called blank. FAILURES: save a grid of the pages read wrong there. FONTS: the other hands'
-    font files, instead of FONT_FOLDERS' (the pages are otherwise the same)."""
+def measure(count, seeds, failures=None, only="", fonts=None):
+    """Print, per kind of page, how many were read right (a blank page: reported as blank) over the pages of every
+    seed in SEEDS, with the fewest and the most in one seed; how many pages with a digit were called blank and how
+    many blank pages were read as a digit. FAILURES: save a grid of the pages read wrong there. FONTS: the other
+    hands' font files, instead of FONT_FOLDERS' (the pages are otherwise the same)."""
     read, images, labels = reader()
-    rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
-    tally, wrong, called_blank, with_digits, read_blank = {}, [], 0, 0, 0
-    for kind, img, truth in kinds(hands, rng, count):
-        if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
-            continue
-        got, seen = read(img)
-        right, total = tally.get(kind, (0, 0))
-        tally[kind] = (right + (got == truth), total + 1)
-        with_digits += bool(truth)
-        called_blank += bool(truth) and not got
-        read_blank += not truth and bool(got)
-        if got != truth:
-            wrong.append((kind, img, seen, truth, got))
-    print("| pages | read right | share |\n|---|---|---|")
-    for kind, (right, total) in tally.items():
-        print(f"| {kind} | {right} of {total} | {100 * right / total:.1f}% |")
-    print(f"\npages with a digit reported as blank: {called_blank} of {with_digits}; blank pages read as a digit: "
-          f"{read_blank} of {sum(total for _, total in tally.values()) - with_digits}")
+    right, wrong = {}, []  # right[kind][seed]: pages read right
+    called_blank, read_blank = [0] * len(seeds), [0] * len(seeds)
+    with_digits = blank = 0
+    for s, seed in enumerate(seeds):
+        rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
+        for kind, img, truth in kinds(hands, rng, count):
+            if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
+                continue
+            got, seen = read(img)
+            right.setdefault(kind, [0] * len(seeds))[s] += got == truth
+            with_digits, blank = with_digits + bool(truth), blank + (not truth)
+            called_blank[s] += bool(truth) and not got
+            read_blank[s] += not truth and bool(got)
+            if got != truth:
+                wrong.append((kind, img, seen, truth, got))
+    total = count * len(seeds)
+    per_seed = len(seeds) > 1
+    print(f"| pages | read right | share |{' fewest / most in a seed |' if per_seed else ''}\n"
+          f"|---|---|---|{'---|' if per_seed else ''}")
+    for kind, rights in right.items():
+        spread = f" {min(rights)} / {max(rights)} of {count} |" if per_seed else ""
+        print(f"| {kind} | {sum(rights)} of {total} | {100 * sum(rights) / total:.1f}% |{spread}")
+
+    def each(counts):
+        return f" (each seed: {' / '.join(map(str, counts))})" if per_seed else ""
+    rights_per_seed = [sum(rights[s] for rights in right.values()) for s in range(len(seeds))]
+    print(f"\npages with a digit reported as blank: {sum(called_blank)} of {with_digits}{each(called_blank)}; "
+          f"blank pages read as a digit: {sum(read_blank)} of {blank}{each(read_blank)}; "
+          f"read right: {sum(rights_per_seed)} of {len(right) * total}{each(rights_per_seed)}")
     if failures:
         grid(failures, wrong[:24])
 
@@ -426,7 +439,8 @@ def grid(path, cases):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--pages", type=int, default=50, help="pages of each kind")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="the pages' seed; several: the table sums their pages, with each kind's worst and best seed")
     p.add_argument("--failures", metavar="PNG", help="also save a grid of the pages read wrong")
     p.add_argument("--only", default="", metavar="TEXT", help="only the kinds of page whose name holds TEXT")
     p.add_argument("--fonts", nargs="+", metavar="FOLDER",
@@ -439,7 +453,7 @@ if __name__ == "__main__":
     if args.mnist:
         measure_mnist()
     elif args.picture:
-        picture(args.picture, args.seed)
+        picture(args.picture, args.seed[0])
     else:
         fonts = font_files(args.fonts) if args.fonts else None
         if args.fonts and not fonts:

@@ -365,6 +365,17 @@ class PreprocessTest(unittest.TestCase):
         self.assertEqual(len(rows), 2, proc.stdout)
         self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-2] of 2")
 
+    def test_the_readme_table_over_several_seeds(self):
+        """`photo_pages.py --seed 0 1`: each kind's row sums both seeds' pages, with its worst and best seed, and
+        the summary gives each seed's counts."""
+        proc = run_script("tests/photo_pages.py", "--pages", "1", "--only", "blank page", "--seed", "0", "1")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("| blank page")]
+        self.assertEqual(len(rows), 2, proc.stdout)
+        for row in rows:
+            self.assertRegex(row, r"\| [0-2] of 2 \| .*% \| [01] / [01] of 1 \|$")
+        self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-4] of 4 \(each seed: [0-2] / [0-2]\)")
+
     def test_other_fonts_for_the_other_hands(self):
         """`photo_pages.py --fonts FOLDER...` writes the other hands in those fonts (the README's check in fonts never
         used for a choice); a folder with no font in it is a one-line error that says what to install."""
