@@ -450,10 +450,12 @@ if __name__ == "__main__":
     p.add_argument("--mnist", action="store_true",
                    help="instead, read MNIST's 10,000 test digits as 28x28 pictures (a check that they pass through)")
     args = p.parse_args()
+    if args.picture and len(args.seed) > 1:
+        p.error("--picture draws one seed's pages: give one --seed")
     if args.mnist:
         measure_mnist()
     elif args.picture:
-        picture(args.picture, args.seed[0])
+        picture(args.picture, *args.seed)
     else:
         fonts = font_files(args.fonts) if args.fonts else None
         if args.fonts and not fonts:

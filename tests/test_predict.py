@@ -367,7 +367,7 @@ class PreprocessTest(unittest.TestCase):
 
     def test_the_readme_table_over_several_seeds(self):
         """`photo_pages.py --seed 0 1`: each kind's row sums both seeds' pages, with its worst and best seed, and
-        the summary gives each seed's counts."""
+        the summary gives each seed's counts. `--picture` draws one seed's pages, and says so if given two."""
         proc = run_script("tests/photo_pages.py", "--pages", "1", "--only", "blank page", "--seed", "0", "1")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         rows = [line for line in proc.stdout.splitlines() if line.startswith("| blank page")]
@@ -375,6 +375,12 @@ class PreprocessTest(unittest.TestCase):
         for row in rows:
             self.assertRegex(row, r"\| [0-2] of 2 \| .*% \| [01] / [01] of 1 \|$")
         self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-4] of 4 \(each seed: [0-2] / [0-2]\)")
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = run_script("tests/photo_pages.py", "--picture", Path(tmp) / "photos.png", "--seed", "0", "1")
+            self.assertFalse((Path(tmp) / "photos.png").exists())
+        self.assertEqual(proc.returncode, 2, proc.stdout)
+        self.assertEqual(proc.stderr.strip().splitlines()[-1],
+                         "photo_pages.py: error: --picture draws one seed's pages: give one --seed")
 
     def test_other_fonts_for_the_other_hands(self):
         """`photo_pages.py --fonts FOLDER...` writes the other hands in those fonts (the README's check in fonts never
