@@ -368,7 +368,7 @@ def measure(count, seeds, failures=None, only="", fonts=None):
     read, images, labels = reader()
     right, wrong = {}, []  # right[kind][seed]: pages read right
     called_blank, read_blank = [0] * len(seeds), [0] * len(seeds)
-    with_digits = blank = 0
+    with_digits = 0
     for s, seed in enumerate(seeds):
         rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
         for kind, img, truth in kinds(hands, rng, count):
@@ -376,12 +376,12 @@ def measure(count, seeds, failures=None, only="", fonts=None):
                 continue
             got, seen = read(img)
             right.setdefault(kind, [0] * len(seeds))[s] += got == truth
-            with_digits, blank = with_digits + bool(truth), blank + (not truth)
+            with_digits += bool(truth)
             called_blank[s] += bool(truth) and not got
             read_blank[s] += not truth and bool(got)
             if got != truth:
                 wrong.append((kind, img, seen, truth, got))
-    total = count * len(seeds)
+    total = count * len(seeds)  # pages of each kind
     per_seed = len(seeds) > 1
     print(f"| pages | read right | share |{' fewest / most in a seed |' if per_seed else ''}\n"
           f"|---|---|---|{'---|' if per_seed else ''}")
@@ -393,7 +393,7 @@ def measure(count, seeds, failures=None, only="", fonts=None):
         return f" (each seed: {' / '.join(map(str, counts))})" if per_seed else ""
     rights_per_seed = [sum(rights[s] for rights in right.values()) for s in range(len(seeds))]
     print(f"\npages with a digit reported as blank: {sum(called_blank)} of {with_digits}{each(called_blank)}; "
-          f"blank pages read as a digit: {sum(read_blank)} of {blank}{each(read_blank)}; "
+          f"blank pages read as a digit: {sum(read_blank)} of {len(right) * total - with_digits}{each(read_blank)}; "
           f"read right: {sum(rights_per_seed)} of {len(right) * total}{each(rights_per_seed)}")
     if failures:
         grid(failures, wrong[:24])
