@@ -15,6 +15,9 @@ WORK_SIZE = 1024  # long side of the copy digits are found on: even a small digi
 THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
+FILLED = 3.0  # ink area over the square of its widest stroke under which a piece touching the picture's or the
+# desk's edge is a wedge of shade, not a pen's strokes: the wedges read as digits on seeds 0-5 had 1.4-2.4, the
+# digits looked at beside them 3.9-6.8, and a bold 8 clear of the edge, its small loops closed, 2.3 (NOTES.md)
 MIN_CONTRAST = 0.11  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
 INK_FLOOR = 0.04  # of the paper's brightness: the faintest a pixel of a stroke may be
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
@@ -302,19 +305,24 @@ def remove_ruled_lines(mask):
     return keep > 0
 
 
-def along_border(mask, labels, count, desk=None):
-    """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
-    side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
-    not one of them."""
-    if min(mask.shape) <= TIGHT_CROP:  # nothing there is a page's edge
-        return set()
+def edge_contact(mask, labels, count, desk=None):
+    """Per label of LABELS (COUNT of them), how far its ink in MASK runs along the picture's edge or the DESK's, in
+    pixels; none in a tight crop, where nothing is a page's edge."""
+    if min(mask.shape) <= TIGHT_CROP:
+        return np.zeros(count)
     margin = max(1, round(0.01 * min(mask.shape)))
     frame = np.ones(mask.shape, bool)
     frame[margin:-margin, margin:-margin] = False
     if desk is not None and desk.any():
         frame |= cv2.dilate(np.uint8(desk), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
-    contact = np.bincount(labels[frame & mask], minlength=count) / margin  # pixels along the edge
-    return set(np.nonzero(contact > 0.1 * min(mask.shape))[0])
+    return np.bincount(labels[frame & mask], minlength=count) / margin  # pixels along the edge
+
+
+def along_border(mask, labels, count, desk=None):
+    """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
+    side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
+    not one of them."""
+    return set(np.nonzero(edge_contact(mask, labels, count, desk) > 0.1 * min(mask.shape))[0])
 
 
 @dataclass(eq=False)  # identity: two pieces are never the same piece
@@ -391,6 +399,15 @@ def widest_stroke(piece, labels, stats, half_width):
     return 2 * widest
 
 
+def is_wedge(piece, labels, stats, half_width, touching):
+    """Does the piece touch the picture's or the desk's edge (TOUCHING, per label) and is it filled, its ink's area
+    under FILLED times the square of its widest stroke? A shadow's wedge against the sheet's edge, not a pen's
+    strokes; a digit clear of the edge may be as filled (a bold 8 whose small loops closed)."""
+    if not touching[piece.labels].any():
+        return False
+    return stats[piece.labels, cv2.CC_STAT_AREA].sum() < FILLED * widest_stroke(piece, labels, stats, half_width) ** 2
+
+
 def is_stroke(piece, width, stats, min_height):
     """Pen strokes: not a filled blob (a shadow's corner) nor a cloud of specks (noise)."""
     tallest = max(stats[i, cv2.CC_STAT_HEIGHT] for i in piece.labels)
@@ -428,6 +445,8 @@ def faint_digits(contrast, mask, desk, digits, bold, reference, margin):
     joined = cv2.dilate(np.uint8(apart), disc) > 0  # ...and, joined, reaches back to the bold digit, not into it
     labels, stats, pieces = pieces_by_column(joined, desk)
     half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
+    touching = edge_contact(joined, labels, len(stats), desk) > 0
+    pieces = [p for p in pieces if not is_wedge(p, labels, stats, half_width, touching)]
     beside = []  # in the line's rows, mostly clear of every digit but near one; those sharing columns are one digit's
     for piece in pieces:  # (the broken hairline of an outlined 6: its stem, its bowl and its foot apart)
         in_rows = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin
@@ -462,6 +481,8 @@ def digit_regions(mask, contrast, desk):
     faint digits beside them (faint_digits; not in a crop around its digit). Touching digits stay one region."""
     labels, stats, pieces = pieces_by_column(mask, desk)
     half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
+    touching = edge_contact(mask, labels, len(stats), desk) > 0
+    pieces = [p for p in pieces if not is_wedge(p, labels, stats, half_width, touching)]  # nor a digit's part
     widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
     contrast_sums = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=len(stats))
 

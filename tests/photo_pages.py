@@ -387,14 +387,15 @@ def measure(count, seeds, failures=None, only="", fonts=None):
           f"|---|---|---|{'---|' if per_seed else ''}")
     for kind, rights in right.items():
         spread = f" {min(rights)} / {max(rights)} of {count} |" if per_seed else ""
-        print(f"| {kind} | {sum(rights)} of {total} | {100 * sum(rights) / total:.1f}% |{spread}")
+        print(f"| {kind} | {sum(rights):,} of {total:,} | {100 * sum(rights) / total:.1f}% |{spread}")
 
     def each(counts):
         return f" (each seed: {' / '.join(map(str, counts))})" if per_seed else ""
     rights_per_seed = [sum(rights[s] for rights in right.values()) for s in range(len(seeds))]
-    print(f"\npages with a digit reported as blank: {sum(called_blank)} of {with_digits}{each(called_blank)}; "
-          f"blank pages read as a digit: {sum(read_blank)} of {len(right) * total - with_digits}{each(read_blank)}; "
-          f"read right: {sum(rights_per_seed)} of {len(right) * total}{each(rights_per_seed)}")
+    blank_pages = len(right) * total - with_digits
+    print(f"\npages with a digit reported as blank: {sum(called_blank):,} of {with_digits:,}{each(called_blank)}; "
+          f"blank pages read as a digit: {sum(read_blank):,} of {blank_pages:,}{each(read_blank)}; "
+          f"read right: {sum(rights_per_seed):,} of {len(right) * total:,}{each(rights_per_seed)}")
     if failures:
         grid(failures, wrong[:24])
 

@@ -22,8 +22,8 @@ import photo_pages
 from photo_pages import BLANK_CONDITIONS, CONDITIONS, PAGE_CONDITIONS, Hands, as_jpeg, page, stroke_digit
 import predict
 from predict import DEFAULT_CHECKPOINT, expand_paths, predict_images, read_number
-from preprocess import (Digit, ImageError, as_dark_ink, digit_images, line_thickness, read_digits, read_rgb, seams,
-                        sheet_contrast)
+from preprocess import (Digit, ImageError, as_dark_ink, digit_images, digit_regions, line_thickness, read_digits,
+                        read_rgb, seams, sheet_contrast)
 
 SAMPLE = range(0, 10000, 50)  # 200 test digits, all classes
 FIXTURES = Path(__file__).resolve().parent  # photo-like pages saved as JPEG, each a case that once went wrong
@@ -288,6 +288,34 @@ class PreprocessTest(unittest.TestCase):
             shade = 1 - 0.7 * cv2.GaussianBlur(edge, (0, 0), 1)
             self.assert_blank_until_a_1(np.full((h, w, 3), 0.85, np.float32) * shade[..., None], (200, 340),
                                         (300, 312))
+
+    def test_a_filled_wedge_at_the_edge_is_not_a_digit(self):
+        """Ink that touches the picture's edge and is filled (its area under preprocess.FILLED times the square of
+        its widest stroke) is a shadow's wedge, not a pen's strokes: dropped, where it touches the edge for less than
+        along_border's tenth of the side and reaches further in than a sliver. The same wedge clear of the edge, and
+        a 7 touching the edge with a stroke's end, are kept."""
+        h, w = 600, 800
+
+        def regions(wedge=None, strokes=()):
+            mask = np.zeros((h, w), np.uint8)
+            if wedge is not None:
+                cv2.fillPoly(mask, [np.array(wedge, np.int32)], 1)
+            for start, end in strokes:
+                cv2.line(mask, start, end, 1, 10)
+            mask = mask > 0
+            return digit_regions(mask, np.where(mask, 0.5, 0).astype(np.float32), np.zeros((h, w), bool))
+
+        self.assertEqual(len(regions([[660, 260], [800, 230], [800, 290]])), 0)  # 60 pixels along the edge, 140 in
+        self.assertEqual(len(regions([[560, 260], [700, 230], [700, 290]])), 1)
+        self.assertEqual(len(regions(strokes=[((700, 230), (799, 230)), ((799, 230), (740, 330))])), 1)
+
+    def test_a_shadows_wedge_against_the_pages_edge_is_not_a_digit(self):
+        """Two blank pages of `photo_pages.py` (seed 3, "everything"), saved as JPEG: where a shadow's edge meets
+        the page's edge, or the desk's, a filled wedge stands out like ink and touches the edge too briefly to be
+        dropped with it. They were read "5" and "1" before preprocess.is_wedge."""
+        for name in ("wedge_at_the_edge.jpg", "wedge_at_the_desk.jpg"):
+            with self.subTest(name), self.assertRaisesRegex(ImageError, "no digit found"):
+                self.read_fixture(name)
 
     def test_a_round_digit_on_the_lines_stays_whole(self):
         """Ruled lines are erased where no ink thicker than a line crosses them: a bold 0 whose top and bottom run
