@@ -16,8 +16,8 @@ THUMB_SIZE = 128  # long side of the copy the paper's brightness is estimated on
 MIN_DIGIT_HEIGHT = 0.04  # of the image's short side: smaller marks are specks, not digits
 MAX_STROKE = 0.7  # of a digit's height or width: the widest a pen stroke (or a crossing of two) may be
 FILLED = 3.0  # ink area over the square of its widest stroke under which a piece touching the picture's or the
-# desk's edge is a wedge of shade, not a pen's strokes: the wedges read as digits on seeds 0-5 had 1.4-2.4, the
-# digits looked at beside them 3.9-6.8, and a bold 8 clear of the edge, its small loops closed, 2.3 (NOTES.md)
+# desk's edge is a wedge of shade, not a pen's strokes: the wedges read as digits on seeds 0-5 had 1.4-2.4, most
+# digits looked at 3.9-6.8; a bold digit can have less (an 8 whose small loops closed: 2.3) (NOTES.md)
 MIN_CONTRAST = 0.11  # mean ink contrast of a digit, of the paper's brightness: fainter is a blank page's noise
 INK_FLOOR = 0.04  # of the paper's brightness: the faintest a pixel of a stroke may be
 DESK_CONTRAST = 0.1  # of the paper's brightness: darker than paper, along the border, is a desk
