@@ -26,6 +26,7 @@ DESK_EDGE = 0.025  # of the paper's brightness per pixel of the small copy's med
 # this steep along a tenth of it (0.37 at the median on seeds 0-1's desk pages); light falling off is gentler (0.019)
 LIGHT_GROUND = 0.5  # median brightness above which the ground is paper and the ink dark
 MARGIN = 0.12  # of the picture's width or height: the outer band where a sheet's edge may lie
+EDGE_RUN = 0.1  # of the picture's short side: a piece running along its edge (or the desk's) this far is no digit
 SLIVER = 0.08  # of the picture's short side: a short piece wholly this close to its edge is a page's edge (NOTES.md)
 SPLIT_ASPECT = 0.7  # width over height from which a piece may be two touching digits (a 1 beside a 7 is narrow);
 # 7 MNIST test digits in 10 are this wide too: the reader's confidence decides (predict.read_number)
@@ -322,7 +323,7 @@ def along_border(mask, labels, count, desk=None):
     """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
     side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
     not one of them."""
-    return set(np.nonzero(edge_contact(mask, labels, count, desk) > 0.1 * min(mask.shape))[0])
+    return set(np.nonzero(edge_contact(mask, labels, count, desk) > EDGE_RUN * min(mask.shape))[0])
 
 
 @dataclass(eq=False)  # identity: two pieces are never the same piece
@@ -350,12 +351,12 @@ class Piece:
 
 
 def pieces_by_column(mask, desk):
-    """The label image and the ink's connected pieces, left to right, those that share columns and lie close in
-    height merged (one digit's broken strokes), without dust and without what runs along the picture's edge or the
-    DESK's."""
+    """The label image, its stats, the ink's connected pieces, left to right, those that share columns and lie close
+    in height merged (one digit's broken strokes), without dust, without what runs along the picture's edge or the
+    DESK's (along_border) and without wedges touching it (is_wedge); and the distance transform of MASK."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(mask), connectivity=8)
-    edges = along_border(mask, labels, count, desk)
-    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and i not in edges]
+    contact = edge_contact(mask, labels, count, desk)
+    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and contact[i] <= EDGE_RUN * min(mask.shape)]
     min_height = MIN_DIGIT_HEIGHT * min(mask.shape)
     tall = [stats[i, cv2.CC_STAT_AREA] for i in kept if stats[i, cv2.CC_STAT_HEIGHT] >= min_height]
     if tall:  # dust beside the strokes: much smaller than a typical tall piece (the median: a blob may be huge)
@@ -371,7 +372,9 @@ def pieces_by_column(mask, desk):
             last.absorb(piece)
         else:
             pieces.append(piece)
-    return labels, stats, pieces
+    half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
+    pieces = [p for p in pieces if not is_wedge(p, labels, stats, half_width, contact > 0)]  # nor a digit's part
+    return labels, stats, pieces, half_width
 
 
 def is_stray_speck(label, labels, stats, min_height):
@@ -443,10 +446,7 @@ def faint_digits(contrast, mask, desk, digits, bold, reference, margin):
     faint = ink_mask(contrast, FAINT_INK) & ~bold
     apart = faint & ~(cv2.dilate(np.uint8(bold), disc) > 0)  # a faint digit touching a bold one joins its soft edge
     joined = cv2.dilate(np.uint8(apart), disc) > 0  # ...and, joined, reaches back to the bold digit, not into it
-    labels, stats, pieces = pieces_by_column(joined, desk)
-    half_width = cv2.distanceTransform(np.uint8(joined), cv2.DIST_L2, 3)
-    touching = edge_contact(joined, labels, len(stats), desk) > 0
-    pieces = [p for p in pieces if not is_wedge(p, labels, stats, half_width, touching)]
+    labels, stats, pieces, half_width = pieces_by_column(joined, desk)
     beside = []  # in the line's rows, mostly clear of every digit but near one; those sharing columns are one digit's
     for piece in pieces:  # (the broken hairline of an outlined 6: its stem, its bowl and its foot apart)
         in_rows = reference.y0 - margin <= piece.y0 and piece.y1 <= reference.y1 + margin
@@ -479,10 +479,7 @@ def has_a_loop(piece, labels):
 def digit_regions(mask, contrast, desk):
     """Boolean masks of the digits, left to right, on the line of writing of the biggest, clearest digit, and of the
     faint digits beside them (faint_digits; not in a crop around its digit). Touching digits stay one region."""
-    labels, stats, pieces = pieces_by_column(mask, desk)
-    half_width = cv2.distanceTransform(np.uint8(mask), cv2.DIST_L2, 3)
-    touching = edge_contact(mask, labels, len(stats), desk) > 0
-    pieces = [p for p in pieces if not is_wedge(p, labels, stats, half_width, touching)]  # nor a digit's part
+    labels, stats, pieces, half_width = pieces_by_column(mask, desk)
     widths = {id(p): widest_stroke(p, labels, stats, half_width) for p in pieces}
     contrast_sums = np.bincount(labels.ravel(), weights=contrast.ravel(), minlength=len(stats))
 
