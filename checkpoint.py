@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read as untrusted input (weights_only), rebuilt from their ModelConfig."""
 import json
 import os
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def load_checkpoint(path, map_location="cpu"):
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; "
                               "train one with `python train.py` or pass --checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; the unpickler's error for others says nothing
+        raise CheckpointError(f"checkpoint {path} cannot be read (not a zip archive, as torch.save writes: cut short, "
+                              "or another kind of file); is it a file written by train.py?")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - untrusted bytes can break the unpickler in any way; all mean the same
@@ -65,7 +69,8 @@ def load_model(path, device="cpu", net=Net):
         model = net(config)
         model.load_state_dict(ckpt["model"])
     except (TypeError, KeyError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0]
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        reason = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # past load_state_dict's header
         raise CheckpointError(f"checkpoint {path} does not fit {net.__name__} ({reason[:200]}); "
                               f"retrain with `python {net.trained_by}`") from e
     return model.to(device).eval(), ckpt

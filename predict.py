@@ -171,13 +171,11 @@ def export_onnx(model, path, atol=1e-4):
 
 def expand_paths(paths):
     """Files as given; folders recursively, every file inside, sorted, but not hidden ones (.DS_Store, .git/...).
-    A missing path is kept: it gets an error."""
+    A missing path is kept, and so is a folder with no such file: each gets an error, not silence."""
     for path in map(Path, paths):
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file()
-                              and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        else:
-            yield path
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts)) if path.is_dir() else []
+        yield from files or [path]
 
 
 def parse_args(argv=None):

@@ -792,7 +792,8 @@ class PredictCliTest(unittest.TestCase):
         self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*bad\.pt cannot be read[^\n]*$")
         proc = call_predict("--pair-checkpoint", DEFAULT_CHECKPOINT, self.dir / "seven.png")  # not a pair model
         self.assertEqual(proc.returncode, 1)
-        self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*best\.pt does not fit PairNet [^\n]*pairs\.py`$")
+        self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*best\.pt does not fit PairNet \(size mismatch for "
+                                              r"[^\n]*pairs\.py`$")  # which weight, not load_state_dict's header
 
     def test_folders_are_searched_recursively_without_hidden_files(self):
         for name in ("a/b/deep.png", "a/top.jpg", ".hidden.png", "a/.DS_Store", ".git/objects/x.png", "z.png"):
@@ -801,6 +802,18 @@ class PredictCliTest(unittest.TestCase):
         found = [p.relative_to(self.dir).as_posix() for p in expand_paths([self.dir])]
         self.assertEqual(found, ["a/b/deep.png", "a/top.jpg", "seven.png", "z.png"])
         self.assertEqual(list(expand_paths([self.dir / ".hidden.png"])), [self.dir / ".hidden.png"])  # asked for
+
+    def test_a_folder_with_nothing_to_read_is_an_error(self):
+        """A folder with no files (or hidden ones only) printed nothing and exited 0: a wrong path looked like
+        success."""
+        (self.dir / "empty").mkdir()
+        (self.dir / "hidden").mkdir()
+        (self.dir / "hidden" / ".DS_Store").write_bytes(b"")
+        proc = call_predict(self.dir / "empty", self.dir / "hidden", self.dir / "seven.png")
+        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.stdout.splitlines()[:2], [f"{self.dir / folder}: error: a folder with no files in it "
+                                                        "(hidden ones are skipped)" for folder in ("empty", "hidden")])
+        self.assertRegex(proc.stdout.splitlines()[2], rf"seven\.png: {self.label} ")
 
     def test_export_failures_are_one_line(self):
         proc = call_predict("--export", self.dir / "no" / "folder" / "model.onnx")
