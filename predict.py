@@ -259,6 +259,8 @@ def main(argv=None):
     failed, taken = 0, set()
     for path in expand_paths(args.paths):
         try:
+            if path.is_dir():  # expand_paths keeps a folder only where it has no file to read
+                raise ImageError("a folder with no files in it (hidden ones are skipped)")
             _, probs, images = read_number(model, read_digits(path), pair_model)
         except ImageError as e:
             report(path, error=str(e), as_json=args.json)

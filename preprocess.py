@@ -57,8 +57,6 @@ def read_rgb(source, work_size=WORK_SIZE):
     clipped). An image of more pixels than PIL's decompression-bomb limit is refused, not decoded."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
-    elif Path(source).is_dir():
-        raise ImageError("a folder with no files in it (hidden ones are skipped)")
     elif not Path(source).is_file():
         raise ImageError("no such file")
     try:
