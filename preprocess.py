@@ -319,11 +319,16 @@ def edge_contact(mask, labels, count, desk=None):
     return np.bincount(labels[frame & mask], minlength=count) / margin  # pixels along the edge
 
 
+def runs_along_edge(contact, shape):
+    """Per label, from its CONTACT (edge_contact) in a picture of SHAPE: does it run along the edge for over a tenth
+    of the picture's side? The page's edge, the table, a shadow's corner; a digit that only touches the edge with a
+    stroke's end does not."""
+    return contact > EDGE_RUN * min(shape)
+
+
 def along_border(mask, labels, count, desk=None):
-    """Labels of the pieces that run along the picture's edge, or the DESK's, for over a tenth of the picture's
-    side: the page's edge, the table, a shadow's corner; a digit that only touches the edge with a stroke's end is
-    not one of them."""
-    return set(np.nonzero(edge_contact(mask, labels, count, desk) > EDGE_RUN * min(mask.shape))[0])
+    """Labels of the pieces that run along the picture's edge, or the DESK's (runs_along_edge)."""
+    return set(np.nonzero(runs_along_edge(edge_contact(mask, labels, count, desk), mask.shape))[0])
 
 
 @dataclass(eq=False)  # identity: two pieces are never the same piece
@@ -353,10 +358,11 @@ class Piece:
 def pieces_by_column(mask, desk):
     """The label image, its stats, the ink's connected pieces, left to right, those that share columns and lie close
     in height merged (one digit's broken strokes), without dust, without what runs along the picture's edge or the
-    DESK's (along_border) and without wedges touching it (is_wedge); and the distance transform of MASK."""
+    DESK's (runs_along_edge) and without wedges touching it (is_wedge); and the distance transform of MASK."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(np.uint8(mask), connectivity=8)
     contact = edge_contact(mask, labels, count, desk)
-    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and contact[i] <= EDGE_RUN * min(mask.shape)]
+    along = runs_along_edge(contact, mask.shape)
+    kept = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 4 and not along[i]]
     min_height = MIN_DIGIT_HEIGHT * min(mask.shape)
     tall = [stats[i, cv2.CC_STAT_AREA] for i in kept if stats[i, cv2.CC_STAT_HEIGHT] >= min_height]
     if tall:  # dust beside the strokes: much smaller than a typical tall piece (the median: a blob may be huge)

@@ -292,7 +292,7 @@ class PreprocessTest(unittest.TestCase):
     def test_a_filled_wedge_at_the_edge_is_not_a_digit(self):
         """Ink that touches the picture's edge and is filled (its area under preprocess.FILLED times the square of
         its widest stroke) is a shadow's wedge, not a pen's strokes: dropped, where it touches the edge for less than
-        along_border's tenth of the side and reaches further in than a sliver. The same wedge clear of the edge, and
+        runs_along_edge's tenth of the side and reaches further in than a sliver. The same wedge clear of the edge, and
         a 7 touching the edge with a stroke's end, are kept."""
         h, w = 600, 800
 
