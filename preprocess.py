@@ -74,7 +74,8 @@ def read_rgb(source, work_size=WORK_SIZE):
             rgb = np.asarray(img, dtype=np.float32) / 255  # decodes now, inside the try: truncated files fail here
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
-        reason = str(e).splitlines()[0].replace(f" {source!r}", "") if str(e) else type(e).__name__
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = reason.replace(f" {source!r}", "").replace(f" {str(source)!r}", "")  # the row names the file
         raise ImageError(f"not a readable image ({reason})") from e
     return rgb
 
@@ -96,9 +97,7 @@ def light_ink(rgb, desk):
     surroundings, like chalk; and what lies within the median's reach of the desk has no vote: a sunlit corner of a
     shaded sheet is lighter than the desk painted beside it, mostly with the shade.) A ground darker than 0.3 is
     never paper, and one lighter than LIGHT_GROUND always is: the vote is for the grounds between."""
-    grey = rgb.mean(axis=2)
-    scale = min(1.0, 256 / max(grey.shape))
-    small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
+    small = small_copy(rgb.mean(axis=2), 256)
     desk = cv2.resize(np.uint8(desk), small.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
     ground = np.median(small[~desk])
     if ground < 0.3:  # a dark ground (a blackboard, MNIST itself): no shadow makes paper that dark
@@ -153,10 +152,11 @@ def darker_than(rgb, paper):
     return np.clip(1 - (rgb / np.maximum(paper, 1e-3)).min(axis=-1), 0, 1)
 
 
-def small_copy(rgb):
-    """RGB with its long side THUMB_SIZE (or less, never enlarged): where the paper's brightness is estimated."""
+def small_copy(rgb, size=THUMB_SIZE):
+    """RGB (or a grey image) with its long side SIZE, or less (never enlarged), its short side at least a pixel:
+    where the paper's brightness is estimated."""
     h, w = rgb.shape[:2]
-    scale = min(1.0, THUMB_SIZE / max(h, w))
+    scale = min(1.0, size / max(h, w))
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 

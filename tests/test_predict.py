@@ -725,14 +725,18 @@ class PredictCliTest(unittest.TestCase):
         (self.dir / "notes.txt").write_text("not an image")
         good = (self.dir / "seven.png").read_bytes()
         (self.dir / "truncated.png").write_bytes(good[:len(good) // 2])
+        Image.new("L", (3000, 2), 255).save(self.dir / "strip.png")  # shrunk for the ink's vote, 0 pixels high
         proc = run_predict("--json", self.dir, self.dir / "missing.png")
         self.assertEqual(proc.returncode, 1)
         rows = {Path(r["path"]).name: r for r in map(json.loads, proc.stdout.splitlines())}
-        self.assertEqual(set(rows), {"empty.png", "notes.txt", "truncated.png", "seven.png", "missing.png"})
+        self.assertEqual(set(rows), {"empty.png", "notes.txt", "truncated.png", "strip.png", "seven.png",
+                                     "missing.png"})
         self.assertEqual(rows["seven.png"]["digit"], self.label)
         for name in ("empty.png", "notes.txt", "truncated.png", "missing.png"):
             self.assertIn("error", rows[name])
         self.assertIn("no such file", rows["missing.png"]["error"])
+        self.assertIn("no digit found", rows["strip.png"]["error"])
+        self.assertNotIn("notes.txt", rows["notes.txt"]["error"])  # the row names the file once
         self.assertNotIn("Traceback", proc.stderr)
 
     def test_a_blank_page_is_an_error_and_the_others_are_still_read(self):
