@@ -1,5 +1,6 @@
 """Photo-like pages made from MNIST test digits: uneven light, shadow edges, ruled lines, blue ink, pencil, tilt,
-blur, JPEG, and strips of several digits. test_predict.py uses them; run this file to measure predict.py on them:
+blur, JPEG, and strips of several digits. test_preprocess.py and test_predict.py use them; run this file to measure
+predict.py on them:
 
     python tests/photo_pages.py                              # 50 pages per condition, 50 4-digit numbers
     python tests/photo_pages.py --seed 0 1 2 3               # the same kinds on four seeds' pages, summed
