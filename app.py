@@ -125,10 +125,18 @@ def make_server(model, host="127.0.0.1", port=8000, pair_model=None):
     return server
 
 
+def port(text):
+    """A TCP port number for argparse: 0 (any free port) to 65535."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network, take care)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=port, default=8000, help="port to listen on")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
     p.add_argument("--pair-checkpoint", default=str(DEFAULT_PAIR_CHECKPOINT),
                    help="checkpoint written by pairs.py: reads two digits written touching")

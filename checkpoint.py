@@ -32,7 +32,11 @@ def _write_atomically(path, write):
 def save_checkpoint(path, model, **extra):
     """Write {model, model_config, **extra} to PATH atomically."""
     state = {"model": model.state_dict(), "model_config": asdict(model.config), **extra}
-    _write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file Python opens: a place that takes no file is an OSError, as for JSON
+            torch.save(state, f)  # (given a path, torch raises its own RuntimeError)
+    _write_atomically(path, write)
 
 
 def write_json(path, data):

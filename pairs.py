@@ -10,6 +10,7 @@ split, scores pictures made from the official test set once, and writes runs/pai
 checkpoints/pairs.pt was made by `python pairs.py --out checkpoints/pairs.pt` (11 minutes on 2 CPU cores)."""
 import argparse
 import functools
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from checkpoint import load_model, save_checkpoint
-from data import DATA_DIR, load_mnist, random_affine, split_train_val, with_other_hands
+from checkpoint import CheckpointError, load_model, save_checkpoint
+from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, with_other_hands
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, count_parameters, feature_layers
 from preprocess import PAIR_WIDTH, mnist_style
 
@@ -134,10 +135,11 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def train_pair_model(args):
+    """Make the pictures, train, choose the epoch on the validation pictures, score the test pictures once, and write
+    args.out."""
     from train import evaluate, train_one_epoch
 
-    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -173,6 +175,21 @@ def main(argv=None):
           f"{pairs_right:.2f}%, single digits {singles_right:.2f}% | {time.perf_counter() - started:.0f}s in all")
     save_checkpoint(args.out, model, **{k: ckpt[k] for k in ("epoch", "val_pairs", "val_singles")},
                     test_pairs=pairs_right, test_singles=singles_right)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
+    except OSError as e:
+        sys.exit(f"error: cannot create the folder of --out {args.out} ({e.strerror}); choose another place")
+    try:
+        train_pair_model(args)
+    except (DataError, CheckpointError, OSError) as e:  # the MNIST files, or --out not writable
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # Ctrl-C: the best epoch so far was written whole, or not at all
+        print(f"\ninterrupted; {args.out} holds the best epoch so far, if one finished", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from repo import run_script, start_script  # noqa: I001 - first: it puts the repository on the path
+from repo import call_main, run_script, start_script  # noqa: I001 - first: it puts the repository on the path
 
 import numpy as np
 from PIL import Image
@@ -72,6 +72,13 @@ def start_server():
 def stop_server(server):
     server.shutdown()
     server.server_close()
+
+
+class ArgumentsTest(unittest.TestCase):
+    def test_a_port_out_of_range_is_one_line(self):
+        proc = call_main(app.main, "--port", "99999")  # the socket's own error was an OverflowError's traceback
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("argument --port: must be 0-65535 (0: any free port), got 99999", proc.stderr.splitlines()[-1])
 
 
 class ServerTest(unittest.TestCase):

@@ -38,12 +38,18 @@ class CheckpointTest(unittest.TestCase):
         before = self.path.read_bytes()
 
         def half_then_disk_full(obj, f):
-            Path(f).write_bytes(before[:100])  # what a full disk or a kill leaves: a part of the file
+            f.write(before[:100])  # what a full disk or a kill leaves: a part of the file
             raise OSError("No space left on device")
         with mock.patch("torch.save", side_effect=half_then_disk_full), self.assertRaises(OSError):
             save_checkpoint(self.path, self.model, epoch=2)
         self.assertEqual(self.path.read_bytes(), before)
         self.assertEqual([p.name for p in self.dir.iterdir()], ["best.pt"])  # no temporary file left behind
+
+    @unittest.skipUnless(Path("/proc/self").is_dir(), "needs Linux's /proc, a folder that takes no new file")
+    def test_a_folder_that_takes_no_file_is_an_os_error(self):
+        """train.py and pairs.py report an OSError in one line; torch.save given a path raised a RuntimeError."""
+        with self.assertRaises(OSError):
+            save_checkpoint("/proc/best.pt", self.model)
 
     def test_a_json_write_that_fails_halfway_keeps_the_old_file(self):
         path = self.dir / "metrics.json"

@@ -1,6 +1,7 @@
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 from repo import call_main  # noqa: I001 - first: it puts the repository on the path
 
@@ -63,6 +64,23 @@ class PairModelTest(unittest.TestCase):
             model, ckpt = load_model(path, net=pairs.PairNet)
             self.assertIsInstance(model, pairs.PairNet)
             self.assertIn("test_pairs", ckpt)
+
+    def test_missing_mnist_is_one_line(self):
+        failure = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors, got HTTP 503")
+        with tempfile.TemporaryDirectory() as tmp, mock.patch("torchvision.datasets.MNIST", side_effect=failure):
+            proc = call_main(pairs.main, "--dry-run", "--data-dir", tmp, "--out", Path(tmp) / "pairs.pt")
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"^error: MNIST is not in .* and downloading it failed .*; copy the four IDX "
+                                      r".gz files there\n$")
+
+    def test_an_out_that_cannot_be_made_is_refused_before_training(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "a_file").touch()
+            proc = call_main(pairs.main, "--dry-run", "--out", Path(tmp) / "a_file" / "pairs.pt")
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"^error: cannot create the folder of --out .*a_file/pairs.pt \(.*\); choose "
+                                      r"another place\n$")
+        self.assertEqual(proc.stdout, "")  # before the pictures are made
 
 
 if __name__ == "__main__":
