@@ -43,21 +43,22 @@ def write_json(path, data):
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Read a checkpoint with weights_only=True (no code runs from the file) and check it is one of ours."""
+def load_checkpoint(path, map_location="cpu", trained_by="train.py"):
+    """Read a checkpoint with weights_only=True (no code runs from the file) and check it is one of ours; the
+    errors name TRAINED_BY, the script that writes such a checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; "
-                              "train one with `python train.py` or pass --checkpoint")
+                              f"train one with `python {trained_by}` or give the path of one")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; the unpickler's error for others says nothing
         raise CheckpointError(f"checkpoint {path} cannot be read (not a zip archive, as torch.save writes: cut short, "
-                              "or another kind of file); is it a file written by train.py?")
+                              f"or another kind of file); is it a file written by {trained_by}?")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - untrusted bytes can break the unpickler in any way; all mean the same
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {path} cannot be read ({reason[:200]}); "
-                              "is it a file written by train.py?") from e
+                              f"is it a file written by {trained_by}?") from e
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a checkpoint of this repo "
                               f"(it lacks {' and '.join(REQUIRED_KEYS)})")
@@ -67,7 +68,7 @@ def load_checkpoint(path, map_location="cpu"):
 def load_model(path, device="cpu", net=Net):
     """Rebuild the model (NET: Net or pairs.PairNet) a checkpoint describes, load its weights, and return (model in
     eval mode, checkpoint)."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, trained_by=net.trained_by)
     try:
         config = ModelConfig(**{**ckpt["model_config"], "channels": tuple(ckpt["model_config"]["channels"])})
         model = net(config)

@@ -94,6 +94,20 @@ def plot_errors(images, true, pred, path):
     plt.close(fig)
 
 
+def read_metrics(path):
+    """train.py's metrics.json at PATH, or None where there is no such file; ValueError where it is not one."""
+    if not path.is_file():
+        return None
+    advice = "give the run's metrics.json with --metrics"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # unreadable, not text, or not JSON
+        raise ValueError(f"{path} cannot be read ({str(e).splitlines()[0]}); {advice}") from e
+    if not isinstance(metrics, dict) or "history" not in metrics or not {"checkpoint", "best_epoch"} & set(metrics):
+        raise ValueError(f"{path} is not a metrics.json written by train.py (no training history); {advice}")
+    return metrics
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="checkpoint written by train.py")
@@ -106,23 +120,26 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     metrics_path = Path(args.metrics or Path(args.checkpoint).with_name("metrics.json"))
+    out = Path(args.out_dir)
     try:
         model, _ = load_model(args.checkpoint)
         _, _, test_images, test_labels = load_mnist(args.data_dir)
-    except (CheckpointError, DataError) as e:
+        metrics = read_metrics(metrics_path)
+    except (CheckpointError, DataError, ValueError) as e:
         sys.exit(f"error: {e}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot create --out-dir {out} ({e.strerror}); choose another folder")
     images = to_float(test_images, "cpu")
     pred = predict_labels(model, images)
     counts = confusion_matrix(test_labels, pred)
     print_report(counts)
 
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     plot_confusion(counts, out / "confusion_matrix.png")
     plot_errors(images, test_labels, pred, out / "misclassified.png")
     written = ["confusion_matrix.png", "misclassified.png"]
-    if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
+    if metrics:
         checkpoint = metrics.get("checkpoint") or {"epoch": metrics["best_epoch"],  # from before the rule was saved
                                                    "rule": f"epoch {metrics['best_epoch']}, the best by validation"}
         plot_curves(metrics["history"], checkpoint, out / "training_curves.png")

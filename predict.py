@@ -225,7 +225,6 @@ def report(path, probs=None, error=None, as_json=False):
 
 def save_preprocessed(folder, path, images, taken):
     """Write what the model saw for PATH as FOLDER/<name>[_<i>].png; TAKEN: names already written by this run."""
-    folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
         stem = Path(path).stem + (f"_{i + 1}" if len(images) > 1 else "")
         name, n = f"{stem}.png", 1
@@ -251,11 +250,19 @@ def main(argv=None):
         folder = Path(args.export).absolute().parent
         if not folder.is_dir():  # before the exporter's minute of work and its pages of output
             sys.exit(f"error: cannot write {args.export}: there is no folder {folder}")
+        if Path(args.export).is_dir():
+            sys.exit(f"error: cannot write {args.export}: it is a folder; give a file name, such as model.onnx")
         try:
             print(export_onnx(model, args.export))
         except Exception as e:  # noqa: BLE001 - the exporter fails in many ways; the user needs one line
             sys.exit(f"error: export to {args.export} failed: {str(e).strip().splitlines()[0]}")
     pair_model = model_or_exit(args.pair_checkpoint, PairNet) if args.paths else None
+    if args.save_preprocessed:
+        try:
+            Path(args.save_preprocessed).mkdir(parents=True, exist_ok=True)  # now, not after the first image is read
+        except OSError as e:
+            sys.exit(f"error: cannot create --save-preprocessed {args.save_preprocessed} ({e.strerror}); choose "
+                     "another folder")
     failed, taken = 0, set()
     for path in expand_paths(args.paths):
         try:

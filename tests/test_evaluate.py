@@ -6,7 +6,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-import repo  # noqa: F401 - first: it puts the repository on the path
+from repo import call_main  # noqa: I001 - first: it puts the repository on the path
 
 import torch
 
@@ -60,6 +60,26 @@ class ShippedCheckpointTest(unittest.TestCase):
         self.assertEqual(len(matrix_rows), 10)
         self.assertEqual(sum(int(n) for row in matrix_rows for n in row.split()[1:]), 10000)
 
+    def test_bad_arguments_are_one_line_before_the_work(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            names = ("a_file", "not.json", "other.json", "out")
+            a_file, not_json, no_history, out = (Path(tmp) / name for name in names)
+            a_file.touch()
+            not_json.write_text("nope")
+            no_history.write_text('{"test_acc": 99.5}')
+            advice = "give the run's metrics.json with --metrics"
+            cases = [(["--out-dir", a_file], rf"cannot create --out-dir {a_file} \(.*\); choose another folder"),
+                     (["--metrics", not_json, "--out-dir", out], rf"{not_json} cannot be read \(Expecting value: .*\); "
+                                                                 f"{advice}"),
+                     (["--metrics", no_history, "--out-dir", out], rf"{no_history} is not a metrics.json written by "
+                                                                   rf"train.py \(no training history\); {advice}")]
+            for args, message in cases:
+                with self.subTest(args=args[:2]):
+                    proc = call_main(evaluate.main, *args)
+                    self.assertEqual(proc.returncode, 1)
+                    self.assertRegex(proc.stderr, f"^error: {message}\n$")
+                    self.assertEqual(proc.stdout, "")  # refused before the report
+            self.assertFalse(out.exists())
 
 if __name__ == "__main__":
     unittest.main()

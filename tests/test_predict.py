@@ -325,6 +325,10 @@ class PredictCliTest(unittest.TestCase):
         proc = call_predict("--pair-checkpoint", self.dir / "bad.pt", self.dir / "seven.png")
         self.assertEqual(proc.returncode, 1)
         self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*bad\.pt cannot be read[^\n]*$")
+        proc = call_predict("--pair-checkpoint", self.dir / "missing.pt", self.dir / "seven.png")
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*missing\.pt does not exist; train one with "
+                                              r"`python pairs\.py` or give the path of one$")  # the pair model's script
         proc = call_predict("--pair-checkpoint", DEFAULT_CHECKPOINT, self.dir / "seven.png")  # not a pair model
         self.assertEqual(proc.returncode, 1)
         self.assertRegex(proc.stderr.strip(), r"^error: checkpoint .*best\.pt does not fit PairNet \(size mismatch for "
@@ -350,10 +354,20 @@ class PredictCliTest(unittest.TestCase):
                                                         "(hidden ones are skipped)" for folder in ("empty", "hidden")])
         self.assertRegex(proc.stdout.splitlines()[2], rf"seven\.png: {self.label} ")
 
+    def test_a_save_preprocessed_folder_that_cannot_be_made_is_one_line(self):
+        proc = call_predict("--save-preprocessed", self.dir / "seven.png", self.dir / "seven.png")  # a file, no folder
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"^error: cannot create --save-preprocessed .*seven\.png \(.*\); choose another "
+                                      r"folder\n$")
+        self.assertEqual(proc.stdout, "")  # before any image is read
+
     def test_export_failures_are_one_line(self):
         proc = call_predict("--export", self.dir / "no" / "folder" / "model.onnx")
         self.assertEqual((proc.returncode, proc.stderr), (1, f"error: cannot write {self.dir}/no/folder/model.onnx: "
                                                               f"there is no folder {self.dir}/no/folder\n"))
+        proc = call_predict("--export", self.dir)
+        self.assertEqual((proc.returncode, proc.stderr), (1, f"error: cannot write {self.dir}: it is a folder; give a "
+                                                              f"file name, such as model.onnx\n"))
         with mock.patch("torch.onnx.export", side_effect=RuntimeError("Failed to convert the exported program.\n"
                                                                       "Next steps: ...")):
             proc = call_predict("--export", self.dir / "model.onnx")
