@@ -18,8 +18,8 @@ from torchvision import transforms
 
 import hardware
 import train
-from checkpoint import write_json
-from data import DATA_DIR, load_mnist, split_train_val, to_float
+from checkpoint import CheckpointError, write_json
+from data import DATA_DIR, DataError, load_mnist, split_train_val, to_float
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, Net
 
 
@@ -224,9 +224,25 @@ def main(argv=None):
     p.add_argument("--train-args", default="", help="extra train.py arguments, e.g. '--epochs 5' (not the default!)")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # now, not after the first run
+    except OSError as e:
+        sys.exit(f"error: cannot create --out-dir {out_dir} ({e.strerror}); choose another folder")
     device = hardware.pick_device(args.device)
     precisions = args.precisions or default_precisions(device)
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]
+    train.parse_args(extra)  # a bad --train-args: train.py's one-line error now, not after the machine is timed
+    try:
+        command = " ".join(["python benchmark.py", *(sys.argv[1:] if argv is None else argv)])
+        benchmark(args, device, precisions, extra, command)
+    except (DataError, CheckpointError, OSError) as e:  # the MNIST files, or a run's folder not writable
+        sys.exit(f"error: {e}")
+
+
+def benchmark(args, device, precisions, extra, command):
+    """The seed runs for each of PRECISIONS (train.py with EXTRA arguments), then (unless args.skip_speed) the speed
+    comparison; writes benchmark.json and benchmark.md (with COMMAND, which made them) and prints the table."""
+    out_dir = Path(args.out_dir)
     machine = {"device": device.type, "device_name": device_name(device),
                "auto_precision": default_precisions(device)[0],
                "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -245,7 +261,6 @@ def main(argv=None):
                  "inference_images_per_s": inference_images_per_second(args.data_dir)}
         if args.seed_recipe:
             speed["seed_recipe_s"], speed["seed_recipe_test_acc"] = seed_recipe(args.data_dir)
-    command = " ".join(["python benchmark.py", *(sys.argv[1:] if argv is None else argv)])
     table = markdown(runs, machine, command, speed)
     write_json(out_dir / "benchmark.json", {
         "machine": machine, "seeds": args.seeds, "train_args": extra, "speed": speed,

@@ -9,11 +9,12 @@ predict.py on them:
 import argparse
 import io
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+import repo  # noqa: F401 - it puts the repository on the path, for reader() and main() run as a script
 
 PAGE_CONDITIONS = ("plain", "gradient", "shadow", "ruled", "blue_ink", "pencil", "tilt", "blur", "everything")
 CONDITIONS = PAGE_CONDITIONS + ("desk",)  # a sheet lying on a desk: the commonest phone photo
@@ -271,8 +272,6 @@ def as_jpeg(img, rng):
 def reader():
     """(read, images, labels): read(PIL image) -> (the number the shipped model reads, or "" where it reports no
     digit; the 28x28 images it saw), and the MNIST test set."""
-    repo = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(repo))
     from checkpoint import load_model
     from data import load_mnist
     from pairs import DEFAULT_PAIR_CHECKPOINT, PairNet
@@ -314,23 +313,27 @@ class Hands:
 BLANK_CONDITIONS = ("plain", "gradient", "shadow", "ruled", "tilt", "blur", "desk", "everything")
 
 
+# The kinds of page the README's table measures, in its order: (kind, digits on a page, hand, conditions taken in
+# turn, written touching)
+KINDS = [*((f"single digit, {condition.replace('_', ' ')}", 1, "mnist", [condition], False) for condition in
+           CONDITIONS),
+         ("4-digit number, each condition in turn", 4, "mnist", CONDITIONS, False),
+         ("single digit, sheet on a desk, other hands", 1, "other", ["desk"], False),
+         ("4-digit number, sheet on a desk", 4, "mnist", ["desk"], False),
+         ("single digit, other hands, each condition in turn", 1, "other", CONDITIONS, False),
+         ("4-digit number, other hands, each condition in turn", 4, "other", CONDITIONS, False),
+         ("2-digit number written touching, each condition in turn", 2, "mnist", CONDITIONS, True),
+         ("2-digit number written touching, other hands", 2, "other", CONDITIONS, True),
+         ("blank page, each lighting in turn", 0, None, BLANK_CONDITIONS, False),
+         ("blank page, everything", 0, None, ["everything"], False)]  # last: the kinds above keep their pages
+
+
 def kinds(hands, rng, count, size=None):
-    """The pages of each kind the README's table measures: (kind, page, the number on it or "" for none)."""
-    def pages(kind, n_digits, hand, conditions, touching=False):
+    """COUNT pages of each of KINDS: (kind, page, the number on it or "" for none)."""
+    for kind, n_digits, hand, conditions, touching in KINDS:
         for k in range(count):
             digits, truth = hands.draw(rng, n_digits, hand) if n_digits else ([], "")
             yield kind, as_jpeg(page(digits, rng, conditions[k % len(conditions)], size, touching), rng), truth
-    for condition in CONDITIONS:
-        yield from pages(f"single digit, {condition.replace('_', ' ')}", 1, "mnist", [condition])
-    yield from pages("4-digit number, each condition in turn", 4, "mnist", CONDITIONS)
-    yield from pages("single digit, sheet on a desk, other hands", 1, "other", ["desk"])
-    yield from pages("4-digit number, sheet on a desk", 4, "mnist", ["desk"])
-    yield from pages("single digit, other hands, each condition in turn", 1, "other", CONDITIONS)
-    yield from pages("4-digit number, other hands, each condition in turn", 4, "other", CONDITIONS)
-    yield from pages("2-digit number written touching, each condition in turn", 2, "mnist", CONDITIONS, True)
-    yield from pages("2-digit number written touching, other hands", 2, "other", CONDITIONS, True)
-    yield from pages("blank page, each lighting in turn", 0, None, BLANK_CONDITIONS)
-    yield from pages("blank page, everything", 0, None, ["everything"])  # last: the kinds above keep their pages
 
 
 def picture(path, seed):
@@ -438,9 +441,11 @@ def grid(path, cases):
     print(f"wrote {path}")
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    from train import positive  # a type for argparse; only this command needs train.py
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--pages", type=int, default=50, help="pages of each kind")
+    p.add_argument("--pages", type=positive(int), default=50, help="pages of each kind")
     p.add_argument("--seed", type=int, nargs="+", default=[0],
                    help="the pages' seed; several: the table sums their pages, with each kind's worst and best seed")
     p.add_argument("--failures", metavar="PNG", help="also save a grid of the pages read wrong")
@@ -451,9 +456,16 @@ if __name__ == "__main__":
     p.add_argument("--picture", metavar="PNG", help="instead, save a figure of a few pages and what the model saw")
     p.add_argument("--mnist", action="store_true",
                    help="instead, read MNIST's 10,000 test digits as 28x28 pictures (a check that they pass through)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.picture and len(args.seed) > 1:
         p.error("--picture draws one seed's pages: give one --seed")
+    if any(seed < 0 for seed in args.seed):
+        p.error(f"--seed: a seed is 0 or more, got {min(args.seed)}")
+    if not any(args.only in kind for kind, *_ in KINDS):
+        p.error(f"--only {args.only!r} is in the name of no kind of page; the kinds: {'; '.join(k for k, *_ in KINDS)}")
+    for flag, path in (("--failures", args.failures), ("--picture", args.picture)):
+        if path and not Path(path).absolute().parent.is_dir():  # now, not after the pages are read
+            p.error(f"{flag}: there is no folder {Path(path).absolute().parent}")
     if args.mnist:
         measure_mnist()
     elif args.picture:
@@ -464,3 +476,7 @@ if __name__ == "__main__":
             p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
                     "install the Debian package that has it (fonts-rufscript has rufscript)")
         measure(args.pages, args.seed, args.failures, args.only, fonts)
+
+
+if __name__ == "__main__":
+    main()

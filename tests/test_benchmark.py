@@ -7,7 +7,7 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-import repo  # noqa: F401 - first: it puts the repository on the path
+from repo import call_main  # noqa: I001 - first: it puts the repository on the path
 
 import torch
 
@@ -74,6 +74,19 @@ class BenchmarkRunTest(unittest.TestCase):
         self.assertIn("| fp32 | 1 |", table)
         self.assertIn("Command: `python benchmark.py --seeds 1 2 --out-dir", table)
         self.assertIn("over 2 seeds", stdout.getvalue())
+
+    def test_bad_arguments_are_one_line_before_the_runs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "a_file").touch()
+            proc = call_main(benchmark.main, "--out-dir", Path(tmp) / "a_file", "--device", "cpu")
+            self.assertEqual(proc.returncode, 1)
+            self.assertRegex(proc.stderr, r"^error: cannot create --out-dir .*a_file \(.*\); choose another folder\n$")
+            proc = call_main(benchmark.main, "--out-dir", tmp, "--device", "cpu", "--train-args", "--epochs 0")
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn("argument --epochs: must be > 0, got 0", proc.stderr.splitlines()[-1])
+            with mock.patch("benchmark.run_seeds", side_effect=benchmark.DataError("MNIST is not in x")):
+                proc = call_main(benchmark.main, "--out-dir", tmp, "--device", "cpu")
+            self.assertEqual((proc.returncode, proc.stderr), (1, "error: MNIST is not in x\n"))  # not a traceback
 
     def test_conventional_pipeline_trains_through_per_image_pil_and_a_dataloader(self):
         trained = []

@@ -94,6 +94,23 @@ class ReadNumberTest(PageTest):
         self.assertEqual(proc.stderr.strip().splitlines()[-1],
                          "photo_pages.py: error: --picture draws one seed's pages: give one --seed")
 
+    def test_bad_arguments_of_the_readme_table_command_are_one_line_before_the_pages(self):
+        """A typo in --only measured no page and said nothing; a --failures grid was written after the pages' 25
+        minutes, into a folder that might not exist."""
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = [(["--pages", "0"], "argument --pages: must be > 0, got 0"),
+                     (["--seed", "0", "-1"], "--seed: a seed is 0 or more, got -1"),
+                     (["--only", "blank pages"], "--only 'blank pages' is in the name of no kind of page; the kinds: "
+                                                 "single digit, plain; "),
+                     (["--failures", Path(tmp) / "no" / "grid.png"], f"--failures: there is no folder {tmp}/no"),
+                     (["--picture", Path(tmp) / "no" / "photos.png"], f"--picture: there is no folder {tmp}/no")]
+            for args, message in cases:
+                with self.subTest(args=args):
+                    proc = call_main(photo_pages.main, *args)
+                    self.assertEqual(proc.returncode, 2)
+                    self.assertIn(message, proc.stderr.splitlines()[-1])
+                    self.assertEqual(proc.stdout, "")  # no page made
+
     def test_other_fonts_for_the_other_hands(self):
         """`photo_pages.py --fonts FOLDER...` writes the other hands in those fonts (the README's check in fonts never
         used for a choice); a folder with no font in it is a one-line error that says what to install."""
