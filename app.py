@@ -87,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             return self.send_error_json(HTTPStatus.LENGTH_REQUIRED, "send the image with a Content-Length")
+        if length < 0:  # read(-1) would wait for the client to close the connection
+            self.close_connection = True  # where the body ends is unknown
+            return self.send_error_json(HTTPStatus.BAD_REQUEST, f"Content-Length is {length}: it must be 0 or more")
         if length > MAX_BODY:
             self.discard_body(length)
             return self.send_error_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

@@ -168,6 +168,15 @@ class ServerTest(unittest.TestCase):
         self.assertIn("decompression bomb", cases["decompression bomb"][0][1]["error"])
         self.assertEqual(self.request("/predict", png)[1]["number"], "4")  # and it still serves
 
+    def test_a_negative_content_length_is_refused_at_once(self):
+        """read(-1) waits for the client to close: the answer never came."""
+        with socket.create_connection(("127.0.0.1", self.server.server_address[1]), timeout=10) as client:
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: here\r\nContent-Length: -1\r\n\r\nnot an image")
+            answer = client.makefile("rb").read()  # to the end: the server closes the connection
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), head)
+        self.assertEqual(json.loads(body), {"error": "Content-Length is -1: it must be 0 or more"})
+
     def test_path_traversal_reaches_no_file(self):
         import http.client
         for path in ("/../README.md", "/%2e%2e/app.py", "/..%2fapp.py", "/%2E%2E%2Fcheckpoint.py", "/page/../app.py",
