@@ -18,7 +18,7 @@ from torchvision import transforms
 
 import hardware
 import train
-from checkpoint import CheckpointError, write_json
+from checkpoint import CheckpointError, make_folder_or_exit, write_json
 from data import DATA_DIR, DataError, load_mnist, split_train_val, to_float
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, Net
 
@@ -223,11 +223,7 @@ def main(argv=None):
     p.add_argument("--skip-speed", action="store_true", help="only the seed runs")
     p.add_argument("--train-args", default="", help="extra train.py arguments, e.g. '--epochs 5' (not the default!)")
     args = p.parse_args(argv)
-    out_dir = Path(args.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # now, not after the first run
-    except OSError as e:
-        sys.exit(f"error: cannot create --out-dir {out_dir} ({e.strerror}); choose another folder")
+    make_folder_or_exit(args.out_dir, f"--out-dir {args.out_dir}")
     device = hardware.pick_device(args.device)
     precisions = args.precisions or default_precisions(device)
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]

@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read as untrusted input (weights_only), rebuilt from their ModelConfig."""
 import json
 import os
+import sys
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +28,15 @@ def _write_atomically(path, write):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def make_folder_or_exit(folder, name):
+    """Create FOLDER (and its parents) before the work that writes into it, or exit with a one-line error that calls
+    it NAME (the flag and its value): a folder that cannot be made fails now, not after minutes of work."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"error: cannot create {name} ({e.strerror}); choose another folder")
 
 
 def save_checkpoint(path, model, **extra):

@@ -11,7 +11,7 @@ import torch
 matplotlib.use("Agg")  # files only, no window: works on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
-from checkpoint import CheckpointError, load_model  # noqa: E402
+from checkpoint import CheckpointError, load_model, make_folder_or_exit  # noqa: E402
 from data import DATA_DIR, DataError, load_mnist, to_float  # noqa: E402
 from predict import DEFAULT_CHECKPOINT  # noqa: E402
 
@@ -127,10 +127,7 @@ def main(argv=None):
         metrics = read_metrics(metrics_path)
     except (CheckpointError, DataError, ValueError) as e:
         sys.exit(f"error: {e}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        sys.exit(f"error: cannot create --out-dir {out} ({e.strerror}); choose another folder")
+    make_folder_or_exit(out, f"--out-dir {out}")
     images = to_float(test_images, "cpu")
     pred = predict_labels(model, images)
     counts = confusion_matrix(test_labels, pred)

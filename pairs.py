@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from checkpoint import CheckpointError, load_model, save_checkpoint
+from checkpoint import CheckpointError, load_model, make_folder_or_exit, save_checkpoint
 from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, with_other_hands
 from model import MNIST_MEAN, MNIST_STD, ModelConfig, count_parameters, feature_layers
 from preprocess import PAIR_WIDTH, mnist_style
@@ -179,10 +179,7 @@ def train_pair_model(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
-    except OSError as e:
-        sys.exit(f"error: cannot create the folder of --out {args.out} ({e.strerror}); choose another place")
+    make_folder_or_exit(Path(args.out).parent, f"the folder of --out {args.out}")
     try:
         train_pair_model(args)
     except (DataError, CheckpointError, OSError) as e:  # the MNIST files, or --out not writable

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from checkpoint import CheckpointError, load_model
+from checkpoint import CheckpointError, load_model, make_folder_or_exit
 from model import Net
 from pairs import DEFAULT_PAIR_CHECKPOINT, NOT_A_PAIR, PairNet
 from preprocess import PAIR_WIDTH, ImageError, read_digits
@@ -258,11 +258,7 @@ def main(argv=None):
             sys.exit(f"error: export to {args.export} failed: {str(e).strip().splitlines()[0]}")
     pair_model = model_or_exit(args.pair_checkpoint, PairNet) if args.paths else None
     if args.save_preprocessed:
-        try:
-            Path(args.save_preprocessed).mkdir(parents=True, exist_ok=True)  # now, not after the first image is read
-        except OSError as e:
-            sys.exit(f"error: cannot create --save-preprocessed {args.save_preprocessed} ({e.strerror}); choose "
-                     "another folder")
+        make_folder_or_exit(args.save_preprocessed, f"--save-preprocessed {args.save_preprocessed}")
     failed, taken = 0, set()
     for path in expand_paths(args.paths):
         try:

@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torchsummary import summary
 from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_model, save_checkpoint, write_json
+from checkpoint import CheckpointError, load_model, make_folder_or_exit, save_checkpoint, write_json
 from cuda_graph import CapturedEpoch, set_capturable
 from data import DATA_DIR, DataError, load_mnist, random_affine, split_train_val, to_float, with_other_hands
 from hardware import choose_precision, pick_device
@@ -313,11 +313,8 @@ def train(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if not args.resume:  # a resumed run's folder must exist already
-            Path(args.out_dir).mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch
-    except OSError as e:
-        sys.exit(f"error: cannot create --out-dir {args.out_dir} ({e.strerror}); choose another folder")
+    if not args.resume:  # a resumed run's folder must exist already
+        make_folder_or_exit(args.out_dir, f"--out-dir {args.out_dir}")
     try:
         train(args)
     except (DataError, CheckpointError, ResumeError) as e:

@@ -79,7 +79,7 @@ class PairModelTest(unittest.TestCase):
             proc = call_main(pairs.main, "--dry-run", "--out", Path(tmp) / "a_file" / "pairs.pt")
         self.assertEqual(proc.returncode, 1)
         self.assertRegex(proc.stderr, r"^error: cannot create the folder of --out .*a_file/pairs.pt \(.*\); choose "
-                                      r"another place\n$")
+                                      r"another folder\n$")
         self.assertEqual(proc.stdout, "")  # before the pictures are made
 
 
