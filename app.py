@@ -49,6 +49,7 @@ def answer(model, body, with_images=False, pair_model=None):
 class Handler(BaseHTTPRequestHandler):
     model = pair_model = None  # set by make_server
     server_version = "mnist-app"
+    timeout = 60  # seconds a socket read may wait: a client that stops sending frees its thread
 
     def send_json(self, status, obj, headers=()):
         data = json.dumps(obj).encode()
@@ -94,7 +95,13 @@ class Handler(BaseHTTPRequestHandler):
             self.discard_body(length)
             return self.send_error_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                         f"the image is {length:,} bytes; at most {MAX_BODY:,} are read")
-        status, obj = answer(self.model, self.rfile.read(length), "images=1" in url.query, self.pair_model)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True  # the rest of the body may still come
+            return self.send_error_json(HTTPStatus.REQUEST_TIMEOUT, f"the body stopped coming for {self.timeout} s "
+                                        f"before its {length:,} bytes (Content-Length); send it whole")
+        status, obj = answer(self.model, body, "images=1" in url.query, self.pair_model)
         self.send_json(status, obj)
 
     def discard_body(self, length, chunk=1 << 20):

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -32,11 +33,16 @@ def _write_atomically(path, write):
 
 def make_folder_or_exit(folder, name):
     """Create FOLDER (and its parents) before the work that writes into it, or exit with a one-line error that calls
-    it NAME (the flag and its value): a folder that cannot be made fails now, not after minutes of work."""
+    it NAME (the flag and its value): a folder that cannot be made, or takes no file, fails now, not after minutes of
+    work."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         sys.exit(f"error: cannot create {name} ({e.strerror}); choose another folder")
+    try:
+        tempfile.NamedTemporaryFile(dir=folder).close()  # a read-only folder, or /proc, is there but takes no file
+    except OSError as e:
+        sys.exit(f"error: cannot write a file into {name} ({e.strerror}); choose another folder")
 
 
 def save_checkpoint(path, model, **extra):

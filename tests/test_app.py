@@ -177,6 +177,21 @@ class ServerTest(unittest.TestCase):
         self.assertTrue(head.startswith(b"HTTP/1.0 400") or head.startswith(b"HTTP/1.1 400"), head)
         self.assertEqual(json.loads(body), {"error": "Content-Length is -1: it must be 0 or more"})
 
+    def test_a_body_shorter_than_its_content_length_times_out(self):
+        """read(length) waited for bytes that never came, holding the connection and its thread for good."""
+        handler = self.server.RequestHandlerClass
+        self.assertIsNotNone(handler.timeout)  # the standard library's default: wait for ever
+        handler.timeout, timeout = 0.5, handler.timeout  # as it would after app.Handler.timeout
+        try:
+            with socket.create_connection(("127.0.0.1", self.server.server_address[1]), timeout=10) as client:
+                client.sendall(b"POST /predict HTTP/1.1\r\nHost: here\r\nContent-Length: 100\r\n\r\nten bytes.")
+                answer = client.makefile("rb").read()  # to the end: the server closes the connection
+        finally:
+            handler.timeout = timeout
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 408") or head.startswith(b"HTTP/1.1 408"), head)
+        self.assertIn("stopped coming", json.loads(body)["error"])
+
     def test_path_traversal_reaches_no_file(self):
         import http.client
         for path in ("/../README.md", "/%2e%2e/app.py", "/..%2fapp.py", "/%2E%2E%2Fcheckpoint.py", "/page/../app.py",

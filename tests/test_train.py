@@ -246,6 +246,15 @@ class OutDirTest(unittest.TestCase):
         self.assertRegex(proc.stderr.strip(), r"^error: cannot create --out-dir .*/run \(Not a directory\)[^\n]*$")
         self.assertNotIn("epoch", proc.stdout)
 
+    @unittest.skipUnless(Path("/proc/self").is_dir(), "needs Linux's /proc, a folder that takes no new file")
+    def test_an_out_dir_that_takes_no_file_fails_before_training(self):
+        """/proc is there, so mkdir passed; the first checkpoint failed after an epoch's work."""
+        proc = call_main(train.main, "--dry-run", "--device", "cpu", "--out-dir", "/proc")
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr.strip(), r"^error: cannot write a file into --out-dir /proc \(.+\); choose another "
+                                              r"folder$")
+        self.assertNotIn("epoch", proc.stdout)
+
 
 # About 0.1 s an epoch. EMA 0.9 (not 0.995) so that the averaged weights, which validation scores, move within a few
 # steps: validation accuracy then climbs and the best epoch comes after the stop, so the resumed piece decides it.
