@@ -1,8 +1,8 @@
 """Read the digits in people's own photos and scans (files or folders): each digit, left to right, is turned into
 what MNIST looks like (preprocess.py), then classified. Two digits that touch are read as a pair by a second model
 (pairs.py) where it is sure or the digit model is unsure of the whole, and otherwise as the halves of a cut where
-the model is surer of them than of the whole (91-97% of pairs on the README's pages); three that touch are read as
-fewer."""
+the model is surer of them than of the whole (92-97% of pairs on the README's pages, by kind); three that touch are
+read as fewer."""
 import argparse
 import json
 import sys
