@@ -4,11 +4,15 @@ predict.py on them:
 
     python tests/photo_pages.py                              # 50 pages per condition, 50 4-digit numbers
     python tests/photo_pages.py --seed 0 1 2 3               # the same kinds on four seeds' pages, summed
+    python tests/photo_pages.py --seed 0 1 2 3 --jobs 4      # ... the four read at once, one process each
     python tests/photo_pages.py --picture docs/photos.png    # the README's picture
 """
 import argparse
+import functools
 import io
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +273,7 @@ def as_jpeg(img, rng):
     return Image.open(io.BytesIO(buffer.getvalue()))
 
 
+@functools.cache  # once per process: the models and MNIST, for every seed it reads
 def reader():
     """(read, images, labels): read(PIL image) -> (the number the shipped model reads, or "" where it reports no
     digit; the 28x28 images it saw), and the MNIST test set."""
@@ -364,27 +369,47 @@ def picture(path, seed):
     print(f"wrote {path}")
 
 
-def measure(count, seeds, failures=None, only="", fonts=None):
+def read_seed(count, seed, only="", fonts=None, keep_wrong=False):
+    """Read COUNT pages of each kind (whose name holds ONLY) of SEED: ({kind: pages read right (a blank page:
+    reported as blank)}, pages with a digit called blank, blank pages read as a digit, pages with a digit, and with
+    KEEP_WRONG the pages read wrong as (kind, page, what the model saw, truth, read)). FONTS: the other hands' font
+    files, instead of FONT_FOLDERS' (the pages are otherwise the same)."""
+    read, images, labels = reader()
+    right, called_blank, read_blank, with_digits, wrong = {}, 0, 0, 0, []
+    rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
+    for kind, img, truth in kinds(hands, rng, count):
+        if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
+            continue
+        got, seen = read(img)
+        right[kind] = right.get(kind, 0) + (got == truth)
+        with_digits += bool(truth)
+        called_blank += bool(truth) and not got
+        read_blank += not truth and bool(got)
+        if got != truth and keep_wrong:
+            wrong.append((kind, img.copy(), seen, truth, got))  # a copy: a page opened from JPEG bytes, loaded
+    return right, called_blank, read_blank, with_digits, wrong
+
+
+def one_thread():
+    """Each process of --jobs computes on one thread: several processes share the cores."""
+    import torch
+    torch.set_num_threads(1)
+
+
+def measure(count, seeds, failures=None, only="", fonts=None, jobs=1):
     """Print, per kind of page, how many were read right (a blank page: reported as blank) over the pages of every
     seed in SEEDS, with the fewest and the most in one seed; how many pages with a digit were called blank and how
-    many blank pages were read as a digit. FAILURES: save a grid of the pages read wrong there. FONTS: the other
-    hands' font files, instead of FONT_FOLDERS' (the pages are otherwise the same)."""
-    read, images, labels = reader()
-    right, wrong = {}, []  # right[kind][seed]: pages read right
-    called_blank, read_blank = [0] * len(seeds), [0] * len(seeds)
-    with_digits = 0
-    for s, seed in enumerate(seeds):
-        rng, hands = np.random.default_rng(seed), Hands(images, labels, fonts)
-        for kind, img, truth in kinds(hands, rng, count):
-            if only not in kind:  # the pages are made all the same, so that each kind's pages stay the same
-                continue
-            got, seen = read(img)
-            right.setdefault(kind, [0] * len(seeds))[s] += got == truth
-            with_digits += bool(truth)
-            called_blank[s] += bool(truth) and not got
-            read_blank[s] += not truth and bool(got)
-            if got != truth:
-                wrong.append((kind, img, seen, truth, got))
+    many blank pages were read as a digit. FAILURES: save a grid of the pages read wrong there. FONTS: as read_seed's.
+    JOBS: seeds read at once, each in its own process on one thread (the same figures as one after the other)."""
+    tasks = [(count, seed, only, fonts, bool(failures)) for seed in seeds]
+    if jobs == 1:
+        results = [read_seed(*task) for task in tasks]
+    else:  # spawn, not fork: a forked copy of a process that has used torch's threads may hang
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread) as pool:
+            results = list(pool.map(read_seed, *zip(*tasks)))
+    right = {kind: [r[0][kind] for r in results] for kind in results[0][0]}  # right[kind][seed]: pages read right
+    called_blank, read_blank = [r[1] for r in results], [r[2] for r in results]
+    with_digits, wrong = sum(r[3] for r in results), [case for r in results for case in r[4]]
     total = count * len(seeds)  # pages of each kind
     per_seed = len(seeds) > 1
     print(f"| pages | read right | share |{' fewest / most in a seed |' if per_seed else ''}\n"
@@ -453,6 +478,8 @@ def main(argv=None):
     p.add_argument("--fonts", nargs="+", metavar="FOLDER",
                    help="write the other hands' font digits in the fonts of these folders under /usr/share/fonts "
                         "instead (fonts never used for a choice: how far the rules carry)")
+    p.add_argument("--jobs", type=positive(int), default=1,
+                   help="seeds read at once, each in its own process on one thread (up to one per core)")
     p.add_argument("--picture", metavar="PNG", help="instead, save a figure of a few pages and what the model saw")
     p.add_argument("--mnist", action="store_true",
                    help="instead, read MNIST's 10,000 test digits as 28x28 pictures (a check that they pass through)")
@@ -475,7 +502,7 @@ def main(argv=None):
         if args.fonts and not fonts:
             p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
                     "install the Debian package that has it (fonts-rufscript has rufscript)")
-        measure(args.pages, args.seed, args.failures, args.only, fonts)
+        measure(args.pages, args.seed, args.failures, args.only, fonts, min(args.jobs, len(args.seed)))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ class ReadNumberTest(PageTest):
 
     def test_the_readme_table_over_several_seeds(self):
         """`photo_pages.py --seed 0 1`: each kind's row sums both seeds' pages, with its worst and best seed, and
-        the summary gives each seed's counts. `--picture` draws one seed's pages, and says so if given two."""
+        the summary gives each seed's counts; with --jobs 2, the same. `--picture` draws one seed's pages, and says
+        so if given two."""
         proc = run_script("tests/photo_pages.py", "--pages", "1", "--only", "blank page", "--seed", "0", "1")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         rows = [line for line in proc.stdout.splitlines() if line.startswith("| blank page")]
@@ -87,6 +88,10 @@ class ReadNumberTest(PageTest):
         for row in rows:
             self.assertRegex(row, r"\| [0-2] of 2 \| .*% \| [01] / [01] of 1 \|$")
         self.assertRegex(proc.stdout, r"blank pages read as a digit: [0-4] of 4 \(each seed: [0-2] / [0-2]\)")
+        at_once = run_script("tests/photo_pages.py", "--pages", "1", "--only", "blank page", "--seed", "0", "1",
+                             "--jobs", "2")
+        self.assertEqual(at_once.returncode, 0, at_once.stderr)
+        self.assertEqual(at_once.stdout, proc.stdout)  # the seeds read in two processes: the same table
         with tempfile.TemporaryDirectory() as tmp:
             proc = run_script("tests/photo_pages.py", "--picture", Path(tmp) / "photos.png", "--seed", "0", "1")
             self.assertFalse((Path(tmp) / "photos.png").exists())
@@ -100,6 +105,7 @@ class ReadNumberTest(PageTest):
         with tempfile.TemporaryDirectory() as tmp:
             cases = [(["--pages", "0"], "argument --pages: must be > 0, got 0"),
                      (["--seed", "0", "-1"], "--seed: a seed is 0 or more, got -1"),
+                     (["--jobs", "0"], "argument --jobs: must be > 0, got 0"),
                      (["--only", "blank pages"], "--only 'blank pages' is in the name of no kind of page; the kinds: "
                                                  "single digit, plain; "),
                      (["--failures", Path(tmp) / "no" / "grid.png"], f"--failures: there is no folder {tmp}/no"),
