@@ -386,7 +386,7 @@ def read_seed(count, seed, only="", fonts=None, keep_wrong=False):
         called_blank += bool(truth) and not got
         read_blank += not truth and bool(got)
         if got != truth and keep_wrong:
-            wrong.append((kind, img.copy(), seen, truth, got))  # a copy: a page opened from JPEG bytes, loaded
+            wrong.append((kind, img, seen, truth, got))
     return right, called_blank, read_blank, with_digits, wrong
 
 

@@ -251,8 +251,8 @@ class OutDirTest(unittest.TestCase):
         """/proc is there, so mkdir passed; the first checkpoint failed after an epoch's work."""
         proc = call_main(train.main, "--dry-run", "--device", "cpu", "--out-dir", "/proc")
         self.assertEqual(proc.returncode, 1)
-        self.assertRegex(proc.stderr.strip(), r"^error: cannot write a file into --out-dir /proc \(.+\); choose another "
-                                              r"folder$")
+        self.assertRegex(proc.stderr.strip(),
+                         r"^error: cannot write a file into --out-dir /proc \(.+\); choose another folder$")
         self.assertNotIn("epoch", proc.stdout)
 
 
