@@ -12,7 +12,8 @@ import functools
 import io
 import math
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -391,9 +392,11 @@ def read_seed(count, seed, only="", fonts=None, keep_wrong=False):
 
 
 def one_thread():
-    """Each process of --jobs computes on one thread: several processes share the cores."""
+    """Each process of --jobs computes on one thread, as several share the cores, and leaves Ctrl-C to the command,
+    which stops them all."""
     import torch
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def measure(count, seeds, failures=None, only="", fonts=None, jobs=1):
@@ -402,11 +405,12 @@ def measure(count, seeds, failures=None, only="", fonts=None, jobs=1):
     many blank pages were read as a digit. FAILURES: save a grid of the pages read wrong there. FONTS: as read_seed's.
     JOBS: seeds read at once, each in its own process on one thread (the same figures as one after the other)."""
     tasks = [(count, seed, only, fonts, bool(failures)) for seed in seeds]
+    print(f"reading {count} pages of each kind of {len(seeds)} seed(s), {jobs} at once", file=sys.stderr, flush=True)
     if jobs == 1:
         results = [read_seed(*task) for task in tasks]
     else:  # spawn, not fork: a forked copy of a process that has used torch's threads may hang
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread) as pool:
-            results = list(pool.map(read_seed, *zip(*tasks)))
+        with multiprocessing.get_context("spawn").Pool(jobs, initializer=one_thread) as pool:  # on leaving: stopped
+            results = pool.starmap(read_seed, tasks)
     right = {kind: [r[0][kind] for r in results] for kind in results[0][0]}  # right[kind][seed]: pages read right
     called_blank, read_blank = [r[1] for r in results], [r[2] for r in results]
     with_digits, wrong = sum(r[3] for r in results), [case for r in results for case in r[4]]
@@ -502,7 +506,11 @@ def main(argv=None):
         if args.fonts and not fonts:
             p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
                     "install the Debian package that has it (fonts-rufscript has rufscript)")
-        measure(args.pages, args.seed, args.failures, args.only, fonts, min(args.jobs, len(args.seed)))
+        try:
+            measure(args.pages, args.seed, args.failures, args.only, fonts, min(args.jobs, len(args.seed)))
+        except KeyboardInterrupt:  # Ctrl-C: the table needs every page, so nothing is printed
+            print("\ninterrupted; no table (it sums every page of every seed)", file=sys.stderr)
+            sys.exit(130)
 
 
 if __name__ == "__main__":
