@@ -506,9 +506,10 @@ def main(argv=None):
         if args.fonts and not fonts:
             p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
                     "install the Debian package that has it (fonts-rufscript has rufscript)")
-        try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill or timeout(1): as Ctrl-C, so that the
+        try:  # seeds' processes stop too
             measure(args.pages, args.seed, args.failures, args.only, fonts, min(args.jobs, len(args.seed)))
-        except KeyboardInterrupt:  # Ctrl-C: the table needs every page, so nothing is printed
+        except KeyboardInterrupt:  # the table needs every page, so nothing is printed
             print("\ninterrupted; no table (it sums every page of every seed)", file=sys.stderr)
             sys.exit(130)
 

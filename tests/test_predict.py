@@ -103,22 +103,26 @@ class ReadNumberTest(PageTest):
                          "photo_pages.py: error: --picture draws one seed's pages: give one --seed")
 
     def test_ctrl_c_stops_the_readme_table_command_and_its_processes(self):
-        """Ctrl-C in `photo_pages.py --jobs 2` (minutes a seed): a one-line message and exit code 130 at once, as
-        train.py's, not a traceback from the command and from each of its processes."""
-        proc = start_script("tests/photo_pages.py", "--seed", "0", "1", "--jobs", "2")
-        try:
-            started, _, _ = select.select([proc.stderr], [], [], 60)
-            self.assertTrue(started, "no word that the pages are being read")
-            self.assertIn("2 at once", proc.stderr.readline())
-            time.sleep(2)  # the seeds' processes starting, or reading
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
-        self.assertEqual(proc.returncode, 130, err)
-        self.assertEqual(out, "")
-        self.assertNotIn("Traceback", err)
-        self.assertEqual(err.strip().splitlines()[-1], "interrupted; no table (it sums every page of every seed)")
+        """Ctrl-C, or a kill's SIGTERM, in `photo_pages.py --jobs 2` (minutes a seed): a one-line message and exit
+        code 130 at once, as train.py's, not a traceback from the command and from each of its processes (Ctrl-C
+        waited for every seed; SIGTERM left them running)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(signal=sig.name):
+                proc = start_script("tests/photo_pages.py", "--seed", "0", "1", "--jobs", "2")
+                try:
+                    started, _, _ = select.select([proc.stderr], [], [], 60)
+                    self.assertTrue(started, "no word that the pages are being read")
+                    self.assertIn("2 at once", proc.stderr.readline())
+                    time.sleep(2)  # the seeds' processes starting, or reading
+                    proc.send_signal(sig)
+                    out, err = proc.communicate(timeout=60)
+                finally:
+                    proc.kill()
+                self.assertEqual(proc.returncode, 130, err)
+                self.assertEqual(out, "")
+                self.assertNotIn("Traceback", err)
+                self.assertEqual(err.strip().splitlines()[-1],
+                                 "interrupted; no table (it sums every page of every seed)")
 
     def test_bad_arguments_of_the_readme_table_command_are_one_line_before_the_pages(self):
         """A typo in --only measured no page and said nothing; a --failures grid was written after the pages' 25
