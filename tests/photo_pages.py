@@ -411,9 +411,9 @@ def measure(count, seeds, failures=None, only="", fonts=None, jobs=1):
     else:  # spawn, not fork: a forked copy of a process that has used torch's threads may hang
         with multiprocessing.get_context("spawn").Pool(jobs, initializer=one_thread) as pool:  # on leaving: stopped
             results = pool.starmap(read_seed, tasks)
-    right = {kind: [r[0][kind] for r in results] for kind in results[0][0]}  # right[kind][seed]: pages read right
-    called_blank, read_blank = [r[1] for r in results], [r[2] for r in results]
-    with_digits, wrong = sum(r[3] for r in results), [case for r in results for case in r[4]]
+    rights, called_blank, read_blank, with_digits, wrongs = zip(*results)  # each: one per seed
+    right = {kind: [seed_rights[kind] for seed_rights in rights] for kind in rights[0]}  # right[kind][seed]
+    with_digits, wrong = sum(with_digits), [case for seed_wrong in wrongs for case in seed_wrong]
     total = count * len(seeds)  # pages of each kind
     per_seed = len(seeds) > 1
     print(f"| pages | read right | share |{' fewest / most in a seed |' if per_seed else ''}\n"
