@@ -25,9 +25,12 @@ PAGE_CONDITIONS = ("plain", "gradient", "shadow", "ruled", "blue_ink", "pencil",
 CONDITIONS = PAGE_CONDITIONS + ("desk",)  # a sheet lying on a desk: the commonest phone photo
 
 
-# Handwriting-like fonts from Debian's font packages (fonts-dkg-handwriting, fonts-breip, fonts-femkeklaver,
-# fonts-humor-sans, fonts-comic-neue, fonts-klee, fonts-bwht), where installed: another hand than MNIST's writers.
-FONT_FOLDERS = ("fifthhorseman", "breip", "femkeklaver", "humor-sans", "comic-neue", "klee", "bwht")
+# Handwriting-like fonts from Debian's font packages, where installed: another hand than MNIST's writers. Each
+# folder under /usr/share/fonts, with the package that has it (.ci/run installs them)
+FONT_PACKAGES = {"fifthhorseman": "fonts-dkg-handwriting", "breip": "fonts-breip", "femkeklaver": "fonts-femkeklaver",
+                 "humor-sans": "fonts-humor-sans", "comic-neue": "fonts-comic-neue", "klee": "fonts-klee",
+                 "bwht": "fonts-bwht"}
+FONT_FOLDERS = tuple(FONT_PACKAGES)
 HAND_SIZE = 112  # side of the square a drawn digit is made on (then scaled like an MNIST digit)
 
 # Digits as pen strokes in a unit box (x right, y down), with the variants people write: a European 1 with its
@@ -54,6 +57,11 @@ def font_files(folders=FONT_FOLDERS):
     root = Path("/usr/share/fonts")
     return sorted(f for folder in folders for f in root.rglob(f"{folder}/*") if f.suffix in (".ttf", ".otf")
                   and f.name != "BecauseWeCreate-Regular.otf")  # its digits are outlines, not strokes
+
+
+def missing_font_packages():
+    """FONT_PACKAGES with no font installed: without one, the other hands' pages are not the README's."""
+    return [package for folder, package in FONT_PACKAGES.items() if not font_files((folder,))]
 
 
 def _as_mnist_box(ink):
@@ -506,6 +514,10 @@ def main(argv=None):
         if args.fonts and not fonts:
             p.error(f"no .ttf or .otf font in a folder named {' or '.join(args.fonts)} under /usr/share/fonts: "
                     "install the Debian package that has it (fonts-rufscript has rufscript)")
+        missing = [] if args.fonts else missing_font_packages()
+        if missing:  # the pages are still made, in the fonts there are: a machine without apt can measure too
+            print(f"note: {' '.join(missing)} not installed, so the other hands' pages differ from those of the "
+                  f"README's table (apt-get install {' '.join(missing)})", file=sys.stderr)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill or timeout(1): as Ctrl-C, so that the
         try:  # seeds' processes stop too
             measure(args.pages, args.seed, args.failures, args.only, fonts, min(args.jobs, len(args.seed)))

@@ -156,6 +156,22 @@ class ReadNumberTest(PageTest):
         self.assertEqual({f.parent.name for f in breip}, {"breip"})  # that folder's fonts, and only those
         self.assertLess(set(breip), set(photo_pages.font_files()))  # a part of the default hands
 
+    def test_missing_fonts_are_named_before_the_table(self):
+        """Without a default font package the other hands are drawn in the fonts there are, and the table is not the
+        README's: a session measured other figures before it saw that no font was installed. The command says
+        which packages to install, and still measures (a machine without apt can too)."""
+        def without_bwht(folders=photo_pages.FONT_FOLDERS):
+            return [Path(f"/fonts/{folder}/a.ttf") for folder in folders if folder != "bwht"]
+        with mock.patch.object(photo_pages, "font_files", without_bwht), \
+                mock.patch.object(photo_pages, "measure") as measure:
+            proc = call_main(photo_pages.main, "--seed", "3")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertEqual(proc.stderr, "note: fonts-bwht not installed, so the other hands' pages differ from "
+                                          "those of the README's table (apt-get install fonts-bwht)\n")
+            measure.assert_called_once()
+            proc = call_main(photo_pages.main, "--fonts", "klee")  # fonts of one's own: nothing to compare
+            self.assertEqual(proc.stderr, "")
+
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
         cut along a path that crosses least ink, or straight down where it is wider, when the model is surer of the
