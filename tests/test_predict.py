@@ -172,6 +172,18 @@ class ReadNumberTest(PageTest):
             proc = call_main(photo_pages.main, "--fonts", "klee")  # fonts of one's own: nothing to compare
             self.assertEqual(proc.stderr, "")
 
+    def test_both_ci_definitions_install_every_default_font(self):
+        """The GitHub workflow lacked fonts-bwht, and its lowest-versions job installed no font: its photo tests read
+        other pages than `.ci/run`'s. Each job installs each package of FONT_PACKAGES."""
+        root = Path(photo_pages.__file__).resolve().parent.parent
+        workflow = (root / ".github" / "workflows" / "tests.yml").read_text()
+        jobs = workflow.split("\n  lowest-versions:")
+        self.assertEqual(len(jobs), 2)
+        for name, text in [(".ci/run", (root / ".ci" / "run").read_text()), ("unittest job", jobs[0]),
+                           ("lowest-versions job", jobs[1])]:
+            for package in photo_pages.FONT_PACKAGES.values():
+                self.assertRegex(text, rf"(?<![\w-]){package}(?![\w-])", f"{name} does not install {package}")
+
     def test_two_digits_written_touching(self):
         """Ink touching or overlapping: the pair model reads the piece where it is sure, and otherwise the piece is
         cut along a path that crosses least ink, or straight down where it is wider, when the model is surer of the
