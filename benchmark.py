@@ -221,7 +221,13 @@ def main(argv=None):
     p.add_argument("--seed-recipe", action="store_true",
                    help="also run the seed repo's recipe (19 epochs, about 8 minutes on 2 CPU cores) for the speed-up")
     p.add_argument("--skip-speed", action="store_true", help="only the seed runs")
-    p.add_argument("--train-args", default="", help="extra train.py arguments, e.g. '--epochs 5' (not the default!)")
+    p.add_argument("--train-args", default="",
+                   help="extra train.py arguments in one string, e.g. '--epochs 5' (not the default!); one flag alone "
+                        "takes '=': --train-args=--dry-run")
+    words = sys.argv[1:] if argv is None else argv
+    for flag, value in zip(words, words[1:]):  # argparse reads a lone "--dry-run" as a flag of its own, and says
+        if flag == "--train-args" and value.startswith("-") and " " not in value:  # only "expected one argument"
+            p.error(f"--train-args: write one flag alone with '=': --train-args={value}")
     args = p.parse_args(argv)
     make_folder_or_exit(args.out_dir, f"--out-dir {args.out_dir}")
     device = hardware.pick_device(args.device)
@@ -229,7 +235,7 @@ def main(argv=None):
     extra = ["--data-dir", args.data_dir, "--device", device.type, *args.train_args.split()]
     train.parse_args(extra)  # a bad --train-args: train.py's one-line error now, not after the machine is timed
     try:
-        command = " ".join(["python benchmark.py", *(sys.argv[1:] if argv is None else argv)])
+        command = " ".join(["python benchmark.py", *words])
         benchmark(args, device, precisions, extra, command)
     except (DataError, CheckpointError, OSError) as e:  # the MNIST files, or a run's folder not writable
         sys.exit(f"error: {e}")

@@ -84,6 +84,10 @@ class BenchmarkRunTest(unittest.TestCase):
             proc = call_main(benchmark.main, "--out-dir", tmp, "--device", "cpu", "--train-args", "--epochs 0")
             self.assertEqual(proc.returncode, 2)
             self.assertIn("argument --epochs: must be > 0, got 0", proc.stderr.splitlines()[-1])
+            proc = call_main(benchmark.main, "--out-dir", tmp, "--train-args", "--dry-run")  # argparse: "expected
+            self.assertEqual(proc.returncode, 2)  # one argument", and no word of the '=' that it needs
+            self.assertIn("--train-args: write one flag alone with '=': --train-args=--dry-run",
+                          proc.stderr.splitlines()[-1])
             with mock.patch("benchmark.run_seeds", side_effect=benchmark.DataError("MNIST is not in x")):
                 proc = call_main(benchmark.main, "--out-dir", tmp, "--device", "cpu")
             self.assertEqual((proc.returncode, proc.stderr), (1, "error: MNIST is not in x\n"))  # not a traceback
