@@ -11,7 +11,7 @@ from pathlib import Path
 
 from unittest import mock
 
-from repo import call_main, run_script, start_script  # noqa: I001 - first: it puts the repository on the path
+from repo import REPO, call_main, run_script, start_script  # noqa: I001 - first: it puts the repository on the path
 
 import numpy as np
 import onnxruntime
@@ -175,11 +175,10 @@ class ReadNumberTest(PageTest):
     def test_both_ci_definitions_install_every_default_font(self):
         """The GitHub workflow lacked fonts-bwht, and its lowest-versions job installed no font: its photo tests read
         other pages than `.ci/run`'s. Each job installs each package of FONT_PACKAGES."""
-        root = Path(photo_pages.__file__).resolve().parent.parent
-        workflow = (root / ".github" / "workflows" / "tests.yml").read_text()
+        workflow = (REPO / ".github" / "workflows" / "tests.yml").read_text()
         jobs = workflow.split("\n  lowest-versions:")
         self.assertEqual(len(jobs), 2)
-        for name, text in [(".ci/run", (root / ".ci" / "run").read_text()), ("unittest job", jobs[0]),
+        for name, text in [(".ci/run", (REPO / ".ci" / "run").read_text()), ("unittest job", jobs[0]),
                            ("lowest-versions job", jobs[1])]:
             for package in photo_pages.FONT_PACKAGES.values():
                 self.assertRegex(text, rf"(?<![\w-]){package}(?![\w-])", f"{name} does not install {package}")
